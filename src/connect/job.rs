@@ -1,0 +1,636 @@
+//! The `connect-intervals` job: discover report files, parse them in parallel, merge each
+//! affected day with what the lake already holds (latest export wins), write changed partitions
+//! with one PUT each, then catalog and state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+use futures::{StreamExt, TryStreamExt};
+
+use super::header::{FileLayout, HeaderError};
+use super::key::ReportKey;
+use super::parse::{self, FileContext, RowError};
+use super::schema::{col, ReportSchema};
+use super::split::{Chunk, RecordChunker};
+use crate::exec::cpu;
+use crate::job::{ConnectSource, Job};
+use crate::lake::buffer::{concat_aligned, Evicted, Part, PartitionBuffers, PartitionRows};
+use crate::lake::merge::{latest_per_key, without_sources, RowKey};
+use crate::lake::parquet::{self, ParquetError};
+use crate::lake::{layout, Location, StoreError};
+use crate::state::{self, RejectReason, StateError, TableMeta};
+use crate::window::Window;
+
+/// How long one report file covers; the name's time is the end of it.
+const REPORT_SPAN: Duration = Duration::minutes(30);
+/// Record-aligned chunks of this size are parsed in parallel.
+const CHUNK_BYTES: usize = 8 << 20;
+/// Chunks of one file parsed at the same time.
+const CHUNKS_IN_FLIGHT: usize = 3;
+/// Report files fetched and parsed at the same time.
+const FILES_IN_FLIGHT: usize = 32;
+/// Partitions merged and written at the same time.
+const PARTITIONS_IN_FLIGHT: usize = 8;
+/// Rows kept in memory before the oldest partitions are compacted.
+const MEMORY_BUDGET: usize = 96 << 20;
+
+/// Errors that stop a run (bad inputs do not: they are rejected).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// State could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Encoding failed, or stored data does not fit the table.
+    #[error("{context}: {source}")]
+    Data {
+        /// The partition or object.
+        context: String,
+        /// The cause.
+        #[source]
+        source: ParquetError,
+    },
+    /// The catalog could not be updated (data was written; the next run retries).
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+}
+
+/// The files a run will read, and the partitions they are expected to land in.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Selected report files, oldest export first.
+    pub files: Vec<ReportKey>,
+    /// Objects under the source that are not report files.
+    pub skipped: Vec<String>,
+    /// The window used (explicit, or after the watermark).
+    pub after_watermark: Option<DateTime<Utc>>,
+}
+
+/// What happened to one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionOutcome {
+    /// `YYYY-MM-DD`.
+    pub dt: String,
+    /// Rows in the partition after the run.
+    pub rows: usize,
+    /// Bytes of the file.
+    pub bytes: usize,
+    /// False when the file already held exactly these bytes (nothing was written).
+    pub written: bool,
+}
+
+/// A rejected input.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// The input's file name.
+    pub file_name: String,
+    /// Why.
+    pub reason: RejectReason,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    /// Files read.
+    pub files: usize,
+    /// Data rows read (before merging).
+    pub rows_read: usize,
+    /// Partitions touched.
+    pub partitions: Vec<PartitionOutcome>,
+    /// Rejected files.
+    pub rejected: Vec<Rejected>,
+    /// Columns added for unknown headers.
+    pub added_columns: Vec<String>,
+    /// Catalog outcome, when a catalog is configured.
+    pub catalog: Option<crate::catalog::SyncOutcome>,
+    /// Seconds the run took.
+    pub seconds: f64,
+}
+
+/// Everything a run of one job needs.
+pub struct ConnectJob<'a> {
+    job: &'a Job,
+    source_settings: &'a ConnectSource,
+    schema: &'static ReportSchema,
+    source: Location,
+    lake: Location,
+}
+
+impl<'a> ConnectJob<'a> {
+    /// Opens the source and the lake (creating a `file://` lake folder unless `dry_run`).
+    pub async fn open(
+        job: &'a Job,
+        source: &'a ConnectSource,
+        dry_run: bool,
+    ) -> Result<Self, RunError> {
+        let src = Location::open(&source.url, source.region.as_deref(), false).await?;
+        let lake = Location::open(&job.lake.url, job.lake.region.as_deref(), !dry_run).await?;
+        Ok(ConnectJob {
+            job,
+            source_settings: source,
+            schema: ReportSchema::get(source.report),
+            source: src,
+            lake,
+        })
+    }
+
+    /// The table this job writes.
+    pub fn table(&self) -> &'static ReportSchema {
+        self.schema
+    }
+
+    /// The lake.
+    pub fn lake(&self) -> &Location {
+        &self.lake
+    }
+
+    /// Lists the source and selects the files of `window`, or those newer than the watermark.
+    pub async fn plan(&self, window: Window) -> Result<Plan, RunError> {
+        let watermark = if window.is_open() {
+            state::load_job_state(&self.lake, &self.job.name)
+                .await?
+                .watermark
+        } else {
+            None
+        };
+        let mut files = Vec::new();
+        let mut skipped = Vec::new();
+        for object in self.source.list("").await? {
+            match ReportKey::parse(&object.relative) {
+                Some(key) => {
+                    // The file covers [t - 30 min, t): select it when that overlaps the window.
+                    let covered_start = key.exported_at - REPORT_SPAN;
+                    let selected = match watermark {
+                        Some(mark) => key.exported_at > mark,
+                        None => {
+                            window.start.is_none_or(|s| key.exported_at > s)
+                                && window.end.is_none_or(|e| covered_start < e)
+                        }
+                    };
+                    if selected {
+                        files.push(key);
+                    }
+                }
+                None => skipped.push(object.relative),
+            }
+        }
+        files.sort();
+        Ok(Plan {
+            files,
+            skipped,
+            after_watermark: watermark,
+        })
+    }
+
+    /// The partition a file is expected to land in, from its name (rows decide in the end).
+    pub fn expected_dt(&self, key: &ReportKey) -> String {
+        let covered = (key.exported_at - REPORT_SPAN).timestamp_millis();
+        let local = parse::local_millis(covered, self.job.timezone);
+        layout::day_string(local.div_euclid(86_400_000) as i32)
+    }
+
+    /// Runs the plan: parse, merge, write, catalog, state.
+    pub async fn run(&self, plan: &Plan) -> Result<RunReport, RunError> {
+        let started = Instant::now();
+        let buffers = Arc::new(PartitionBuffers::new(MEMORY_BUDGET));
+        let results: Vec<FileOutcome> = futures::stream::iter(plan.files.iter().cloned())
+            .map(|key| self.load_file(key, buffers.clone()))
+            .buffer_unordered(FILES_IN_FLIGHT)
+            .try_collect()
+            .await?;
+
+        let mut report = RunReport {
+            files: plan.files.len(),
+            ..Default::default()
+        };
+        let mut new_columns = BTreeSet::new();
+        let mut rejected_sources = Vec::new();
+        for outcome in &results {
+            match outcome {
+                FileOutcome::Loaded {
+                    rows,
+                    unknown_columns,
+                } => {
+                    report.rows_read += rows;
+                    new_columns.extend(unknown_columns.iter().cloned());
+                }
+                FileOutcome::Rejected(r) => {
+                    rejected_sources.push(r.reason.source_key.clone());
+                    report.rejected.push(r.clone());
+                }
+            }
+        }
+        report
+            .rejected
+            .sort_by(|a, b| a.file_name.cmp(&b.file_name));
+
+        let mut meta = state::load_table_meta(&self.lake, &self.schema.table).await?;
+        for column in new_columns {
+            if !meta.extra_columns.contains(&column) {
+                meta.extra_columns.push(column.clone());
+                report.added_columns.push(column);
+            }
+        }
+        let table_schema = self.schema.table_schema(&meta.extra_columns);
+
+        let buffers = Arc::into_inner(buffers).expect("all file tasks are done");
+        report.partitions = self
+            .write_partitions(
+                buffers.into_partitions(),
+                &table_schema,
+                Arc::new(rejected_sources),
+            )
+            .await?;
+
+        for r in &report.rejected {
+            let content = self
+                .source
+                .get(&self.relative_of(&r.reason.source_key))
+                .await?
+                .unwrap_or_default();
+            state::write_reject(&self.lake, &self.job.name, &r.file_name, content, &r.reason)
+                .await?;
+        }
+        if !report.added_columns.is_empty() {
+            state::save_table_meta(&self.lake, &self.schema.table, &meta).await?;
+        }
+        if let Some(catalog) = &self.job.catalog {
+            report.catalog = Some(self.sync_catalog(catalog, &table_schema).await?);
+        }
+        // The watermark moves only after data and catalog are committed.
+        if let Some(newest) = plan.files.iter().map(|k| k.exported_at).max() {
+            let mut job_state = state::load_job_state(&self.lake, &self.job.name).await?;
+            if job_state.watermark.is_none_or(|w| newest > w) {
+                job_state.watermark = Some(newest);
+                state::save_job_state(&self.lake, &self.job.name, &job_state).await?;
+            }
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// Creates or updates the Glue table of this job.
+    pub async fn sync_catalog(
+        &self,
+        catalog: &crate::job::CatalogSettings,
+        table_schema: &SchemaRef,
+    ) -> Result<crate::catalog::SyncOutcome, RunError> {
+        let config = crate::aws::sdk_config(self.job.lake.region.as_deref()).await;
+        let client = aws_sdk_glue::Client::new(&config);
+        let definition = crate::catalog::TableDefinition {
+            name: self.schema.table.clone(),
+            description: self.schema.description.clone(),
+            schema: table_schema.clone(),
+            location: self.lake.url_of(&layout::table_prefix(&self.schema.table)),
+            projection_start: catalog.projection_start,
+        };
+        Ok(crate::catalog::sync_table(&client, &catalog.database, &definition).await?)
+    }
+
+    /// The table schema as stored (known columns plus those added so far).
+    pub async fn table_schema(&self) -> Result<SchemaRef, RunError> {
+        let meta: TableMeta = state::load_table_meta(&self.lake, &self.schema.table).await?;
+        Ok(self.schema.table_schema(&meta.extra_columns))
+    }
+
+    fn source_key(&self, key: &ReportKey) -> String {
+        format!(
+            "{}{}",
+            self.source_settings.url.trim_end_matches('/').to_string() + "/",
+            key.relative
+        )
+    }
+
+    fn relative_of(&self, source_key: &str) -> String {
+        let root = self.source_settings.url.trim_end_matches('/').to_string() + "/";
+        source_key
+            .strip_prefix(&root)
+            .unwrap_or(source_key)
+            .to_string()
+    }
+
+    /// Reads one report file into the buffers; a bad file is rejected, never fatal.
+    async fn load_file(
+        &self,
+        key: ReportKey,
+        buffers: Arc<PartitionBuffers>,
+    ) -> Result<FileOutcome, RunError> {
+        let source_key: Arc<str> = self.source_key(&key).into();
+        let reject = |line: Option<u64>, column: Option<String>, reason: String| {
+            FileOutcome::Rejected(Rejected {
+                file_name: key.file_name().to_string(),
+                reason: RejectReason {
+                    source_key: source_key.to_string(),
+                    line,
+                    column,
+                    reason,
+                },
+            })
+        };
+        let mut body = self.source.open_body(&key.relative).await?;
+        let mut chunker = RecordChunker::new(CHUNK_BYTES);
+        let mut context: Option<FileContext> = None;
+        let mut pending = futures::stream::FuturesOrdered::new();
+        let mut rows = 0usize;
+        let mut at_start = true;
+        let mut failure: Option<RowError> = None;
+        let mut finished = false;
+        while !finished {
+            let piece = body.next().await.map_err(|source| StoreError::Request {
+                url: source_key.to_string(),
+                source,
+            })?;
+            let chunk = match piece {
+                Some(mut bytes) => {
+                    if std::mem::take(&mut at_start) && bytes.starts_with(b"\xef\xbb\xbf") {
+                        bytes = bytes.slice(3..);
+                    }
+                    chunker.push(&bytes)
+                }
+                None => {
+                    finished = true;
+                    std::mem::replace(&mut chunker, RecordChunker::new(0)).finish()
+                }
+            };
+            let Some(chunk) = chunk else { continue };
+            let (ctx, data, first_line) = match &context {
+                Some(ctx) => (ctx.clone(), chunk.bytes, chunk.first_line),
+                None => match self.read_header(&key, &source_key, chunk) {
+                    Ok(parts) => {
+                        context = Some(parts.0.clone());
+                        parts
+                    }
+                    Err((line, column, reason)) => return Ok(reject(line, column, reason)),
+                },
+            };
+            pending.push_back(cpu(move || parse::parse_rows(&ctx, &data, first_line)));
+            while pending.len() >= CHUNKS_IN_FLIGHT || (finished && !pending.is_empty()) {
+                self.absorb(
+                    pending.next().await,
+                    &buffers,
+                    &source_key,
+                    &mut rows,
+                    &mut failure,
+                )
+                .await?;
+            }
+        }
+        if let Some(e) = failure {
+            return Ok(reject(Some(e.line), e.column, e.reason));
+        }
+        let Some(ctx) = context else {
+            return Ok(reject(
+                None,
+                None,
+                "the file is empty (no header row)".into(),
+            ));
+        };
+        Ok(FileOutcome::Loaded {
+            rows,
+            unknown_columns: ctx.layout.unknown.iter().map(|(_, n)| n.clone()).collect(),
+        })
+    }
+
+    /// Parses the header row at the start of the first chunk.
+    #[allow(clippy::type_complexity)]
+    fn read_header(
+        &self,
+        key: &ReportKey,
+        source_key: &Arc<str>,
+        chunk: Chunk,
+    ) -> Result<(FileContext, Vec<u8>, u64), (Option<u64>, Option<String>, String)> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(&chunk.bytes[..]);
+        let mut header = csv::StringRecord::new();
+        match reader.read_record(&mut header) {
+            Ok(true) => {}
+            Ok(false) => return Err((None, None, "the file is empty (no header row)".into())),
+            Err(e) => return Err((Some(1), None, format!("unreadable header row: {e}"))),
+        }
+        let layout = FileLayout::from_headers(self.schema, header.iter())
+            .map_err(|e: HeaderError| (Some(1), None, e.to_string()))?;
+        let offset = reader.position().byte() as usize;
+        let header_lines = chunk.bytes[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        let ctx = FileContext {
+            schema: self.schema,
+            batch_schema: FileContext::batch_schema(self.schema, &layout),
+            layout: Arc::new(layout),
+            instance: self.source_settings.instance.as_str().into(),
+            source_key: source_key.clone(),
+            exported_at_ms: key.exported_at.timestamp_millis(),
+            timezone: self.job.timezone,
+        };
+        let mut data = chunk.bytes;
+        data.drain(..offset);
+        Ok((ctx, data, chunk.first_line + header_lines))
+    }
+
+    /// Moves one parsed chunk into the buffers, compacting partitions the buffers hand back.
+    async fn absorb(
+        &self,
+        parsed: Option<Result<Vec<parse::DayBatch>, RowError>>,
+        buffers: &PartitionBuffers,
+        source_key: &Arc<str>,
+        rows: &mut usize,
+        failure: &mut Option<RowError>,
+    ) -> Result<(), RunError> {
+        match parsed {
+            None => Ok(()),
+            Some(Err(e)) => {
+                if failure.as_ref().is_none_or(|f| e.line < f.line) {
+                    *failure = Some(e);
+                }
+                Ok(())
+            }
+            Some(Ok(days)) => {
+                for day in days {
+                    *rows += day.batch.num_rows();
+                    let evicted =
+                        buffers
+                            .add(day.day, day.batch, source_key)
+                            .map_err(|source| RunError::Data {
+                                context: "buffering rows".into(),
+                                source,
+                            })?;
+                    if let Some(evicted) = evicted {
+                        let day = evicted.day;
+                        let schema = self.schema;
+                        let part =
+                            cpu(move || compact(evicted, schema))
+                                .await
+                                .map_err(|source| RunError::Data {
+                                    context: format!("compacting dt={}", layout::day_string(day)),
+                                    source,
+                                })?;
+                        buffers.add_part(day, part);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Merges each partition with the lake's file and writes those that changed.
+    async fn write_partitions(
+        &self,
+        partitions: BTreeMap<i32, PartitionRows>,
+        table_schema: &SchemaRef,
+        rejected: Arc<Vec<String>>,
+    ) -> Result<Vec<PartitionOutcome>, RunError> {
+        let table = &self.schema.table;
+        let existing: BTreeSet<i32> = self
+            .lake
+            .list(&layout::table_prefix(table))
+            .await?
+            .iter()
+            .filter_map(|o| layout::parse_partition_file(table, &o.relative))
+            .collect();
+        let report = self.schema;
+        let outcomes: Vec<Option<PartitionOutcome>> = futures::stream::iter(partitions)
+            .map(|(day, rows)| {
+                let key = layout::partition_file(table, day);
+                let exists = existing.contains(&day);
+                let schema = table_schema.clone();
+                let rejected = rejected.clone();
+                async move {
+                    let old = if exists {
+                        self.lake.get(&key).await?
+                    } else {
+                        None
+                    };
+                    let context = self.lake.url_of(&key);
+                    let old_for_merge = old.clone();
+                    let merged = cpu(move || {
+                        merge_partition(rows, old_for_merge, &schema, &rejected, report)
+                    })
+                    .await
+                    .map_err(|source| RunError::Data { context, source })?;
+                    let Some((bytes, row_count)) = merged else {
+                        return Ok(None);
+                    };
+                    let written = old.as_deref() != Some(&bytes[..]);
+                    let size = bytes.len();
+                    if written {
+                        self.lake.put(&key, bytes).await?;
+                    }
+                    Ok::<_, RunError>(Some(PartitionOutcome {
+                        dt: layout::day_string(day),
+                        rows: row_count,
+                        bytes: size,
+                        written,
+                    }))
+                }
+            })
+            .buffered(PARTITIONS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        Ok(outcomes.into_iter().flatten().collect())
+    }
+}
+
+enum FileOutcome {
+    Loaded {
+        rows: usize,
+        unknown_columns: Vec<String>,
+    },
+    Rejected(Rejected),
+}
+
+/// Sorts and encodes evicted rows as a part; a part with one row per key can become the file as is.
+fn compact(evicted: Evicted, report: &ReportSchema) -> Result<Part, ParquetError> {
+    let batch = concat_aligned(&evicted.batches)?;
+    let schema = batch.schema();
+    let (merged, dropped) =
+        latest_per_key(&schema, std::slice::from_ref(&batch), &row_key(report))?;
+    let (rows, final_form) = if dropped == 0 {
+        (merged, true)
+    } else {
+        (batch, false)
+    };
+    Ok(Part {
+        bytes: Bytes::from(parquet::encode(&rows)?),
+        schema,
+        final_form,
+    })
+}
+
+/// One row per (name, interval, instance); the latest export wins, then the greater source key.
+fn row_key(schema: &ReportSchema) -> RowKey {
+    let source_key = schema.source_key_index();
+    RowKey {
+        key: vec![col::NAME, col::INTERVAL_START, col::INSTANCE],
+        version: vec![source_key + 1, source_key],
+    }
+}
+
+/// Builds a partition's final rows and bytes; `None` when no rows remain (all rejected).
+fn merge_partition(
+    rows: PartitionRows,
+    old: Option<Bytes>,
+    schema: &SchemaRef,
+    rejected: &[String],
+    report: &ReportSchema,
+) -> Result<Option<(Bytes, usize)>, ParquetError> {
+    let source_index = report.source_key_index();
+    let clean = !rows
+        .sources
+        .iter()
+        .any(|s| rejected.iter().any(|r| **r == **s));
+    if let ([part], true, None, true) = (&rows.parts[..], rows.batches.is_empty(), &old, clean) {
+        if part.final_form && part.schema.fields() == schema.fields() {
+            let count = parquet_rows(&part.bytes)?;
+            return Ok(Some((part.bytes.clone(), count)));
+        }
+    }
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    if let Some(old) = old {
+        // A source read again replaces all its earlier rows (a file corrected in place may drop rows).
+        let reread: Vec<String> = rows
+            .sources
+            .iter()
+            .map(|s| s.to_string())
+            .chain(rejected.iter().cloned())
+            .collect();
+        for batch in parquet::decode(old)? {
+            batches.push(without_sources(
+                &parquet::align(&batch, schema)?,
+                source_index,
+                &reread,
+            )?);
+        }
+    }
+    for part in rows.parts {
+        batches.extend(parquet::decode(part.bytes)?);
+    }
+    batches.extend(rows.batches);
+    let aligned = batches
+        .iter()
+        .map(|b| {
+            parquet::align(b, schema).and_then(|b| without_sources(&b, source_index, rejected))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (merged, _) = latest_per_key(schema, &aligned, &row_key(report))?;
+    if merged.num_rows() == 0 {
+        return Ok(None);
+    }
+    let count = merged.num_rows();
+    Ok(Some((Bytes::from(parquet::encode(&merged)?), count)))
+}
+
+fn parquet_rows(bytes: &Bytes) -> Result<usize, ParquetError> {
+    let reader = ::parquet::file::reader::SerializedFileReader::new(bytes.clone())?;
+    use ::parquet::file::reader::FileReader;
+    Ok(reader.metadata().file_metadata().num_rows() as usize)
+}

@@ -1,0 +1,10 @@
+//! Amazon Connect scheduled interval reports: report keys, the header → column map, CSV → Arrow
+//! parsing, and the `connect-intervals` job that lands them in the lake.
+
+pub mod header;
+pub mod job;
+pub mod key;
+pub mod parse;
+pub mod schema;
+pub mod split;
+pub mod value;

@@ -1,0 +1,434 @@
+//! One report file's rows → Arrow record batches, split by reporting day.
+//!
+//! Pure: bytes in, batches out. The caller supplies the layout (from the header row), the
+//! lineage values and the time zone; a row that does not fit fails the whole file with its line
+//! and column, because a half-loaded report would silently under-count an interval.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringArray, StringBuilder,
+    TimestampMillisecondArray, TimestampMillisecondBuilder, UInt32Array,
+};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use chrono::{DateTime, TimeZone};
+use chrono_tz::Tz;
+
+use super::header::FileLayout;
+use super::schema::{utc_millis, ReportSchema, Unit};
+use super::value::{self, ValueError};
+
+const MILLIS_PER_DAY: i64 = 86_400_000;
+
+/// A row that cannot be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}{}: {reason}", column.as_ref().map(|c| format!(", column {c:?}")).unwrap_or_default())]
+pub struct RowError {
+    /// 1-based line in the file.
+    pub line: u64,
+    /// Header of the offending column, when one is to blame.
+    pub column: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Per-file constants that every row carries.
+#[derive(Debug, Clone)]
+pub struct FileContext {
+    /// The report's table definition.
+    pub schema: &'static ReportSchema,
+    /// Column positions from the header row.
+    pub layout: Arc<FileLayout>,
+    /// Connect instance alias.
+    pub instance: Arc<str>,
+    /// Lineage: where the rows came from.
+    pub source_key: Arc<str>,
+    /// Lineage: export time from the file name, ms since the epoch.
+    pub exported_at_ms: i64,
+    /// Time zone of the reporting day.
+    pub timezone: Tz,
+    /// Known columns followed by this file's unknown-header columns.
+    pub batch_schema: SchemaRef,
+}
+
+impl FileContext {
+    /// Builds the batch schema for `layout`.
+    pub fn batch_schema(schema: &ReportSchema, layout: &FileLayout) -> SchemaRef {
+        let mut fields = schema.known_fields();
+        fields.extend(
+            layout
+                .unknown
+                .iter()
+                .map(|(_, name)| Field::new(name, arrow::datatypes::DataType::Float64, true)),
+        );
+        Arc::new(Schema::new(fields))
+    }
+}
+
+/// Rows of one reporting day (`dt`, days since 1970-01-01 in the job's time zone).
+#[derive(Debug, Clone)]
+pub struct DayBatch {
+    /// The partition day.
+    pub day: i32,
+    /// The rows.
+    pub batch: RecordBatch,
+}
+
+enum MetricBuilder {
+    Count(Int64Builder),
+    Float(Float64Builder, Unit),
+    Text(StringBuilder),
+}
+
+/// Remembers the last interval string: every row of a 30-minute file has the same one.
+#[derive(Default)]
+struct IntervalCache {
+    raw: Vec<u8>,
+    utc: i64,
+    local: i64,
+}
+
+/// Parses the data rows in `chunk` (no header), whose first byte is on line `first_line`.
+pub fn parse_rows(
+    ctx: &FileContext,
+    chunk: &[u8],
+    first_line: u64,
+) -> Result<Vec<DayBatch>, RowError> {
+    let layout = &*ctx.layout;
+    let width = layout.headers.len();
+    let capacity = chunk.len() / 200 + 1;
+    let mut names = StringBuilder::with_capacity(capacity, capacity * 16);
+    let mut starts = TimestampMillisecondBuilder::with_capacity(capacity);
+    let mut ends = TimestampMillisecondBuilder::with_capacity(capacity);
+    let mut locals = TimestampMillisecondBuilder::with_capacity(capacity);
+    let mut days: Vec<i32> = Vec::with_capacity(capacity);
+    let mut metrics: Vec<MetricBuilder> = ctx
+        .schema
+        .metrics
+        .iter()
+        .map(|m| match m.unit {
+            Unit::Count => MetricBuilder::Count(Int64Builder::with_capacity(capacity)),
+            Unit::Seconds | Unit::Percent => {
+                MetricBuilder::Float(Float64Builder::with_capacity(capacity), m.unit)
+            }
+            Unit::Text => MetricBuilder::Text(StringBuilder::new()),
+        })
+        .collect();
+    let mut unknown: Vec<Float64Builder> = layout
+        .unknown
+        .iter()
+        .map(|_| Float64Builder::with_capacity(capacity))
+        .collect();
+    let mut cache = IntervalCache {
+        utc: i64::MIN,
+        ..Default::default()
+    };
+
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(chunk);
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let line_of =
+            |record: &csv::ByteRecord| first_line + record.position().map_or(0, |p| p.line()) - 1;
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e
+                    .position()
+                    .map_or(first_line, |p| first_line + p.line() - 1);
+                return Err(RowError {
+                    line,
+                    column: None,
+                    reason: format!("malformed CSV: {e}"),
+                });
+            }
+        }
+        let line = line_of(&record);
+        if record.len() == 1 && record[0].trim_ascii().is_empty() {
+            continue; // blank line
+        }
+        if record.len() != width {
+            return Err(RowError {
+                line,
+                column: None,
+                reason: format!(
+                    "row has {} fields but the header has {width} (truncated or extra fields)",
+                    record.len()
+                ),
+            });
+        }
+        let fail = |index: usize, e: ValueError| RowError {
+            line,
+            column: Some(layout.headers[index].clone()),
+            reason: e.to_string(),
+        };
+        let missing = |index: usize, what: &str| RowError {
+            line,
+            column: Some(layout.headers[index].clone()),
+            reason: format!("{what} is empty"),
+        };
+
+        let name =
+            value::parse_text(&record[layout.grouping]).map_err(|e| fail(layout.grouping, e))?;
+        names.append_value(name.ok_or_else(|| missing(layout.grouping, "the name"))?);
+
+        let raw_start = &record[layout.interval_start];
+        if raw_start != cache.raw.as_slice() {
+            let utc = value::parse_timestamp_millis(raw_start)
+                .map_err(|e| fail(layout.interval_start, e))?
+                .ok_or_else(|| missing(layout.interval_start, "StartInterval"))?;
+            cache.raw.clear();
+            cache.raw.extend_from_slice(raw_start);
+            cache.utc = utc;
+            cache.local = local_millis(utc, ctx.timezone);
+        }
+        starts.append_value(cache.utc);
+        locals.append_value(cache.local);
+        days.push(cache.local.div_euclid(MILLIS_PER_DAY) as i32);
+        match layout.interval_end {
+            Some(i) => ends
+                .append_option(value::parse_timestamp_millis(&record[i]).map_err(|e| fail(i, e))?),
+            None => ends.append_null(),
+        }
+
+        for (builder, position) in metrics.iter_mut().zip(&layout.metrics) {
+            let raw = position.map_or(&b""[..], |i| &record[i]);
+            let err = |e| fail(position.unwrap_or_default(), e);
+            match builder {
+                MetricBuilder::Count(b) => b.append_option(value::parse_count(raw).map_err(err)?),
+                MetricBuilder::Float(b, Unit::Percent) => {
+                    b.append_option(value::parse_percent(raw).map_err(err)?)
+                }
+                MetricBuilder::Float(b, _) => {
+                    b.append_option(value::parse_seconds(raw).map_err(err)?)
+                }
+                MetricBuilder::Text(b) => b.append_option(value::parse_text(raw).map_err(err)?),
+            }
+        }
+        for (builder, (i, _)) in unknown.iter_mut().zip(&layout.unknown) {
+            builder
+                .append_option(value::parse_unknown_metric(&record[*i]).map_err(|e| fail(*i, e))?);
+        }
+    }
+
+    let rows = days.len();
+    let utc = utc_millis();
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            &*ctx.instance,
+            rows,
+        ))),
+        Arc::new(names.finish()),
+        Arc::new(starts.finish().with_data_type(utc.clone())),
+        Arc::new(ends.finish().with_data_type(utc.clone())),
+        Arc::new(locals.finish()),
+    ];
+    columns.extend(metrics.into_iter().map(|b| -> ArrayRef {
+        match b {
+            MetricBuilder::Count(mut b) => Arc::new(b.finish()),
+            MetricBuilder::Float(mut b, _) => Arc::new(b.finish()),
+            MetricBuilder::Text(mut b) => Arc::new(b.finish()),
+        }
+    }));
+    columns.push(Arc::new(StringArray::from_iter_values(
+        std::iter::repeat_n(&*ctx.source_key, rows),
+    )));
+    columns.push(Arc::new(
+        TimestampMillisecondArray::from(vec![ctx.exported_at_ms; rows]).with_data_type(utc),
+    ));
+    columns.extend(
+        unknown
+            .into_iter()
+            .map(|mut b| Arc::new(b.finish()) as ArrayRef),
+    );
+    let batch = RecordBatch::try_new(ctx.batch_schema.clone(), columns).map_err(|e| RowError {
+        line: first_line,
+        column: None,
+        reason: format!("internal: cannot assemble rows: {e}"),
+    })?;
+    Ok(split_by_day(batch, &days))
+}
+
+/// Wall-clock milliseconds of `utc_ms` in `tz` (the same instant for UTC).
+pub fn local_millis(utc_ms: i64, tz: Tz) -> i64 {
+    if tz == Tz::UTC {
+        return utc_ms;
+    }
+    match DateTime::from_timestamp_millis(utc_ms) {
+        Some(instant) => tz
+            .from_utc_datetime(&instant.naive_utc())
+            .naive_local()
+            .and_utc()
+            .timestamp_millis(),
+        None => utc_ms,
+    }
+}
+
+fn split_by_day(batch: RecordBatch, days: &[i32]) -> Vec<DayBatch> {
+    let Some(&first) = days.first() else {
+        return Vec::new();
+    };
+    if days.iter().all(|&d| d == first) {
+        return vec![DayBatch { day: first, batch }];
+    }
+    let mut distinct: Vec<i32> = days.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct
+        .into_iter()
+        .map(|day| {
+            let indices: UInt32Array = days
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| **d == day)
+                .map(|(i, _)| i as u32)
+                .collect();
+            let batch =
+                arrow::compute::take_record_batch(&batch, &indices).expect("indices are in bounds");
+            DayBatch { day, batch }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connect::header::FileLayout;
+    use crate::job::ReportKind;
+    use arrow::array::{Array, Float64Array, Int64Array};
+    use arrow::datatypes::DataType;
+
+    fn context(headers: &[&str], tz: Tz) -> FileContext {
+        let schema = ReportSchema::get(ReportKind::Queue);
+        let layout = FileLayout::from_headers(schema, headers.iter().copied()).unwrap();
+        FileContext {
+            schema,
+            batch_schema: FileContext::batch_schema(schema, &layout),
+            layout: Arc::new(layout),
+            instance: "demo".into(),
+            source_key: "file://r/q-2024-03-10T16:30:00Z.csv".into(),
+            exported_at_ms: 1_710_088_200_000,
+            timezone: tz,
+        }
+    }
+
+    fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
+        batch
+            .column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<T>()
+            .unwrap()
+    }
+
+    const HEADERS: &[&str] = &[
+        "Queue",
+        "StartInterval",
+        "EndInterval",
+        "Contacts handled",
+        "Average handle time",
+        "Service level 20 seconds",
+        "Coffee break time",
+    ];
+
+    #[test]
+    fn parses_typed_values_and_nulls() {
+        let ctx = context(HEADERS, Tz::UTC);
+        let rows = b"\"Sales, EU\",2024-03-10T16:00:00.000Z,2024-03-10T16:30:00.000Z,12,30.3,87.50%,60\nK\xc3\xb6ln,2024-03-10T16:00:00.000Z,2024-03-10T16:30:00.000Z,-,,-,-\n";
+        let out = parse_rows(&ctx, rows, 2).unwrap();
+        assert_eq!(out.len(), 1);
+        let b = &out[0].batch;
+        assert_eq!(out[0].day, 19792); // 2024-03-10
+        let names = column::<StringArray>(b, "queue");
+        assert_eq!(names.value(0), "Sales, EU");
+        assert_eq!(names.value(1), "Köln");
+        let handled = column::<Int64Array>(b, "contacts_handled");
+        assert_eq!((handled.value(0), handled.is_null(1)), (12, true));
+        let aht = column::<Float64Array>(b, "average_handle_time_seconds");
+        assert_eq!((aht.value(0), aht.is_null(1)), (30.3, true));
+        let sl = column::<Float64Array>(b, "service_level_20_seconds_pct");
+        assert_eq!((sl.value(0), sl.is_null(1)), (87.5, true));
+        let coffee = column::<Float64Array>(b, "coffee_break_time_seconds");
+        assert_eq!(coffee.value(0), 60.0);
+        assert_eq!(
+            b.schema().field(b.num_columns() - 1).name(),
+            "coffee_break_time_seconds"
+        );
+        // absent metrics are null, lineage is filled
+        assert_eq!(column::<Int64Array>(b, "contacts_queued").null_count(), 2);
+        assert_eq!(
+            column::<StringArray>(b, "source_key").value(1),
+            "file://r/q-2024-03-10T16:30:00Z.csv"
+        );
+        assert_eq!(
+            b.schema()
+                .field_with_name("interval_start")
+                .unwrap()
+                .data_type(),
+            &utc_millis()
+        );
+        assert_eq!(
+            b.schema()
+                .field_with_name("interval_start_local")
+                .unwrap()
+                .data_type(),
+            &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None)
+        );
+    }
+
+    #[test]
+    fn truncated_row_names_its_line() {
+        let ctx = context(HEADERS, Tz::UTC);
+        let rows = b"A,2024-03-10T16:00:00Z,2024-03-10T16:30:00Z,1,2,3%,4\nB,2024-03-10T16:00:00Z,2024-03-10T16:30:00Z,1\n";
+        let err = parse_rows(&ctx, rows, 2).unwrap_err();
+        assert_eq!(err.line, 3);
+        assert!(err.reason.contains("truncated"), "{}", err.reason);
+    }
+
+    #[test]
+    fn bad_value_names_line_and_column() {
+        let ctx = context(HEADERS, Tz::UTC);
+        let rows = b"A,2024-03-10T16:00:00Z,2024-03-10T16:30:00Z,abc,2,3%,4\n";
+        let err = parse_rows(&ctx, rows, 7).unwrap_err();
+        assert_eq!(
+            (err.line, err.column.as_deref()),
+            (7, Some("Contacts handled"))
+        );
+        assert!(err.reason.contains("abc"));
+    }
+
+    #[test]
+    fn quoted_newline_keeps_line_numbers_right() {
+        let ctx = context(&["Queue", "StartInterval"], Tz::UTC);
+        let rows = b"\"two\nlines\",2024-03-10T16:00:00Z\nB,not-a-time\n";
+        let err = parse_rows(&ctx, rows, 2).unwrap_err();
+        assert_eq!(err.line, 4);
+    }
+
+    #[test]
+    fn dst_day_partitions_by_local_day() {
+        // America/New_York springs forward on 2024-03-10: 05:00Z is local midnight (EST, -5).
+        let ctx = context(
+            &["Queue", "StartInterval"],
+            "America/New_York".parse().unwrap(),
+        );
+        let rows = b"A,2024-03-10T04:30:00Z\nA,2024-03-10T05:00:00Z\nA,2024-03-10T07:00:00Z\nA,2024-03-11T03:30:00Z\n";
+        let out = parse_rows(&ctx, rows, 2).unwrap();
+        let days: Vec<(i32, usize)> = out.iter().map(|d| (d.day, d.batch.num_rows())).collect();
+        assert_eq!(days, vec![(19791, 1), (19792, 3)]);
+        let locals = column::<TimestampMillisecondArray>(&out[1].batch, "interval_start_local");
+        // 05:00Z = 00:00 EST; 07:00Z = 03:00 EDT (02:00-03:00 does not exist); 03:30Z next day = 23:30 EDT
+        let wall = |ms: i64| {
+            DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .naive_utc()
+                .to_string()
+        };
+        assert_eq!(wall(locals.value(0)), "2024-03-10 00:00:00");
+        assert_eq!(wall(locals.value(1)), "2024-03-10 03:00:00");
+        assert_eq!(wall(locals.value(2)), "2024-03-10 23:30:00");
+    }
+}

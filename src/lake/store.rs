@@ -1,0 +1,235 @@
+//! A folder in an object store, opened from a URL: `s3://bucket/prefix` or `file://path`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::aws::SdkCredentials;
+
+/// Storage errors, each naming the object.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is not usable.
+    #[error("{url}: {reason}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A request failed.
+    #[error("{url}: {source}")]
+    Request {
+        /// The object or prefix.
+        url: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// A listed object, relative to the location's root.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Key relative to the root.
+    pub relative: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A folder of an object store.
+#[derive(Debug, Clone)]
+pub struct Location {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    url: String,
+}
+
+/// A readable body: a local file is read in large blocks, anything else is streamed.
+pub enum Body {
+    /// A local file.
+    File(std::fs::File),
+    /// A remote object.
+    Stream(futures::stream::BoxStream<'static, object_store::Result<Bytes>>),
+}
+
+/// Size of the blocks read from a local file.
+const FILE_BLOCK: usize = 4 << 20;
+
+impl Location {
+    /// Opens `url`. A `file://` folder is created when `create` is set; relative paths
+    /// resolve from the working directory. S3 uses the AWS SDK's credential chain and region.
+    pub async fn open(
+        url: &str,
+        region: Option<&str>,
+        create: bool,
+    ) -> Result<Location, StoreError> {
+        let bad = |reason: String| StoreError::Url {
+            url: url.to_string(),
+            reason,
+        };
+        if let Some(path) = url.strip_prefix("file://") {
+            let dir = std::path::Path::new(if path.is_empty() { "." } else { path });
+            if create {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| bad(format!("cannot create folder: {e}")))?;
+            }
+            if !dir.is_dir() {
+                return Err(bad("folder does not exist".into()));
+            }
+            let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(e.to_string()))?;
+            return Ok(Location {
+                store: Arc::new(store),
+                root: Path::default(),
+                url: with_slash(url),
+            });
+        }
+        let Some(rest) = url.strip_prefix("s3://") else {
+            return Err(bad("expected an s3:// or file:// URL".into()));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let config = crate::aws::sdk_config(region).await;
+        let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
+            bad("no AWS region: set AWS_REGION, a profile region or the job's region".into())
+        })?;
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(region)
+            .with_credentials(Arc::new(SdkCredentials::new(config.clone())));
+        if let Some(endpoint) = config.endpoint_url() {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        let store = builder.build().map_err(|e| bad(e.to_string()))?;
+        Ok(Location {
+            store: Arc::new(store),
+            root: Path::from(prefix.trim_matches('/')),
+            url: with_slash(url),
+        })
+    }
+
+    /// The URL of the root, ending in `/`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL of an object below the root.
+    pub fn url_of(&self, relative: &str) -> String {
+        format!("{}{relative}", self.url)
+    }
+
+    fn path(&self, relative: &str) -> Path {
+        let mut path = self.root.clone();
+        for part in relative.split('/').filter(|p| !p.is_empty()) {
+            path = path.join(part);
+        }
+        path
+    }
+
+    fn err(&self, relative: &str) -> impl Fn(object_store::Error) -> StoreError + '_ {
+        let url = self.url_of(relative);
+        move |source| StoreError::Request {
+            url: url.clone(),
+            source,
+        }
+    }
+
+    /// Every object under `relative_prefix` (recursively), sorted by key.
+    pub async fn list(&self, relative_prefix: &str) -> Result<Vec<Listed>, StoreError> {
+        let prefix = self.path(relative_prefix);
+        let root_len = if self.root.as_ref().is_empty() {
+            0
+        } else {
+            self.root.as_ref().len() + 1
+        };
+        let metas: Vec<_> = match self.store.list(Some(&prefix)).try_collect().await {
+            Ok(metas) => metas,
+            // A local folder that does not exist yet simply has no objects.
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(self.err(relative_prefix)(e)),
+        };
+        let mut listed: Vec<Listed> = metas
+            .into_iter()
+            .map(|m| Listed {
+                relative: m.location.as_ref()[root_len..].to_string(),
+                size: m.size,
+            })
+            .collect();
+        listed.sort_by(|a, b| a.relative.cmp(&b.relative));
+        Ok(listed)
+    }
+
+    /// The whole object, or `None` if it does not exist.
+    pub async fn get(&self, relative: &str) -> Result<Option<Bytes>, StoreError> {
+        match self.store.get(&self.path(relative)).await {
+            Ok(result) => result.bytes().await.map(Some).map_err(self.err(relative)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(relative)(e)),
+        }
+    }
+
+    /// The object as a body to read in pieces.
+    pub async fn open_body(&self, relative: &str) -> Result<Body, StoreError> {
+        let result = self
+            .store
+            .get(&self.path(relative))
+            .await
+            .map_err(self.err(relative))?;
+        Ok(match result.payload {
+            GetResultPayload::File(file, _) => Body::File(file),
+            GetResultPayload::Stream(stream) => Body::Stream(stream),
+        })
+    }
+
+    /// Replaces (or creates) an object with one PUT: readers see the old or the new object, never a part.
+    pub async fn put(&self, relative: &str, bytes: Bytes) -> Result<(), StoreError> {
+        self.store
+            .put(&self.path(relative), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(self.err(relative))
+    }
+}
+
+impl Body {
+    /// The next piece of the body, `None` at the end.
+    pub async fn next(&mut self) -> object_store::Result<Option<Bytes>> {
+        match self {
+            Body::Stream(stream) => stream.try_next().await,
+            Body::File(file) => {
+                let mut file = file.try_clone().map_err(|e| object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: e.into(),
+                })?;
+                tokio::task::spawn_blocking(move || {
+                    use std::io::Read;
+                    let mut block = Vec::with_capacity(FILE_BLOCK);
+                    (&mut file)
+                        .take(FILE_BLOCK as u64)
+                        .read_to_end(&mut block)?;
+                    Ok::<_, std::io::Error>((!block.is_empty()).then(|| Bytes::from(block)))
+                })
+                .await
+                .expect("file read task does not panic")
+                .map_err(|e| object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: e.into(),
+                })
+            }
+        }
+    }
+}
+
+fn with_slash(url: &str) -> String {
+    if url.ends_with('/') {
+        url.to_string()
+    } else {
+        format!("{url}/")
+    }
+}

@@ -1,0 +1,15 @@
+//! cxlake: batch ETL from Amazon Connect interval reports (and, later, Salesforce) to an
+//! Athena-ready Parquet lake on S3 or a local folder.
+//!
+//! The pipeline is plan → parse → write → catalog → state; each stage lives in its own module
+//! with I/O at the edges and pure transformations in the middle.
+
+pub mod aws;
+pub mod catalog;
+pub mod connect;
+pub mod exec;
+pub mod job;
+pub mod lake;
+pub mod observe;
+pub mod state;
+pub mod window;

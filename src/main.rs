@@ -1,0 +1,370 @@
+//! The `cxlake` command line: parses arguments, runs jobs, maps outcomes to exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+
+use cxlake::connect::job::{ConnectJob, RunReport};
+use cxlake::job::{self, Job, JobKind};
+use cxlake::window::Window;
+
+/// Exit codes (documented in the README and in `--help`).
+mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const PARTIAL: u8 = 3;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "cxlake",
+    version,
+    about = "Batch ETL for Amazon Connect contact centers: interval reports to an Athena-ready Parquet lake.",
+    after_help = "Exit codes: 0 ok, 1 failure (nothing committed for the failed unit), 2 bad usage or job file, \
+3 partial (some input files rejected; see _etl/rejects/ in the lake).\n\n\
+Every job setting can be overridden with CXLAKE_<SECTION>_<KEY>, e.g. CXLAKE_LAKE_URL=s3://bucket/prefix.\n\
+AWS credentials and region come from the standard chain (env, profile/SSO via AWS_PROFILE, ECS task role);\n\
+AWS_ENDPOINT_URL points S3 and Glue at another endpoint.\n\n\
+Examples:\n  cxlake validate jobs/demo/*.toml\n  cxlake run jobs/demo/connect-queue.toml\n  \
+cxlake run jobs/aws/connect-queue.toml --from 2024-01-01 --to 2024-06-30 --dry-run"
+)]
+struct Cli {
+    /// Log filter (error, warn, info, debug, or a tracing filter).
+    #[arg(long, global = true, env = "CXLAKE_LOG", default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run jobs. Without --from/--to, reads inputs newer than the job's watermark (all on the first run).
+    Run {
+        /// Job files.
+        #[arg(required = true)]
+        jobs: Vec<PathBuf>,
+        /// First day to (re)process, YYYY-MM-DD, in the job's time zone.
+        #[arg(long, value_parser = parse_day)]
+        from: Option<NaiveDate>,
+        /// Last day to (re)process, inclusive.
+        #[arg(long, value_parser = parse_day)]
+        to: Option<NaiveDate>,
+        /// Print the plan (files → partitions) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check job files and report every problem at once.
+    Validate {
+        /// Job files.
+        #[arg(required = true)]
+        jobs: Vec<PathBuf>,
+        /// Print the effective settings after environment overrides.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Print the schema of the tables a job writes (column, Arrow type, Glue type).
+    Schema {
+        /// Job file.
+        job: PathBuf,
+    },
+    /// Glue Data Catalog commands.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Create or update the job's Glue tables (add-only) without moving data.
+    Sync {
+        /// Job file.
+        job: PathBuf,
+    },
+}
+
+fn parse_day(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("expected YYYY-MM-DD, got {text:?}"))
+}
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure {
+            code: exit::FAILURE,
+            error: error.into(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cxlake::observe::init(&cli.log_level);
+    match try_main(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn try_main(cli: Cli) -> Result<u8, Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Validate { jobs, print } => validate(&jobs, print),
+        Command::Run {
+            jobs,
+            from,
+            to,
+            dry_run,
+        } => {
+            if let (Some(f), Some(t)) = (from, to) {
+                if f > t {
+                    return Err(usage(anyhow::anyhow!("--from {f} is after --to {t}")));
+                }
+            }
+            let loaded = load_all(&jobs)?;
+            let mut code = exit::OK;
+            for job in &loaded {
+                let window = Window::from_days(from, to, job.timezone);
+                code = code.max(runtime.block_on(run_job(job, window, dry_run))?);
+            }
+            Ok(code)
+        }
+        Command::Schema { job } => {
+            let job = load_all(&[job])?.remove(0);
+            runtime.block_on(print_schema(&job))?;
+            Ok(exit::OK)
+        }
+        Command::Catalog {
+            command: CatalogCommand::Sync { job },
+        } => {
+            let job = load_all(&[job])?.remove(0);
+            runtime.block_on(catalog_sync(&job))?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn usage(error: anyhow::Error) -> Failure {
+    Failure {
+        code: exit::USAGE,
+        error,
+    }
+}
+
+fn load_all(paths: &[PathBuf]) -> Result<Vec<Job>, Failure> {
+    let env = job::process_env();
+    let mut jobs = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match job::load(path, &env) {
+            Ok(job) => jobs.push(job),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(jobs)
+    } else {
+        Err(usage(anyhow::anyhow!(errors.join("\n"))))
+    }
+}
+
+fn validate(paths: &[PathBuf], print: bool) -> Result<u8, Failure> {
+    let jobs = load_all(paths)?;
+    for (path, job) in paths.iter().zip(&jobs) {
+        println!(
+            "{}: ok ({} job {:?})",
+            path.display(),
+            job.kind.name(),
+            job.name
+        );
+        if print {
+            println!("{}", describe(job));
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Effective settings, one per line. Job files hold no secrets today; keep it that way here.
+fn describe(job: &Job) -> String {
+    let mut lines = vec![
+        format!("  job.name = {:?}", job.name),
+        format!("  job.kind = {:?}", job.kind.name()),
+        format!("  job.timezone = {:?}", job.timezone.name()),
+    ];
+    match &job.kind {
+        JobKind::ConnectIntervals(source) => {
+            lines.push(format!("  source.url = {:?}", source.url));
+            lines.push(format!("  source.report = {:?}", source.report.name()));
+            lines.push(format!("  source.instance = {:?}", source.instance));
+        }
+    }
+    lines.push(format!("  lake.url = {:?}", job.lake.url));
+    if let Some(catalog) = &job.catalog {
+        lines.push(format!("  catalog.database = {:?}", catalog.database));
+        lines.push(format!(
+            "  catalog.projection_start = \"{}\"",
+            catalog.projection_start
+        ));
+    }
+    lines.join("\n")
+}
+
+async fn run_job(job: &Job, window: Window, dry_run: bool) -> Result<u8, Failure> {
+    let JobKind::ConnectIntervals(source) = &job.kind;
+    let connect = ConnectJob::open(job, source, dry_run)
+        .await
+        .with_context(|| format!("job {}", job.name))?;
+    let plan = connect
+        .plan(window)
+        .await
+        .with_context(|| format!("job {}: planning", job.name))?;
+    if dry_run {
+        println!(
+            "plan for {} ({} → {}): {} report files{}",
+            job.name,
+            source.url,
+            connect
+                .lake()
+                .url_of(&cxlake::lake::layout::table_prefix(&connect.table().table)),
+            plan.files.len(),
+            plan.after_watermark
+                .map(|w| format!(" newer than the watermark {w}"))
+                .unwrap_or_default()
+        );
+        for key in &plan.files {
+            println!("  {}  ->  dt={}", key.relative, connect.expected_dt(key));
+        }
+        for other in &plan.skipped {
+            println!("  {other}  (skipped: not a report file name)");
+        }
+        println!("dry run: nothing written (partitions shown are expected from file names; the rows decide)");
+        return Ok(exit::OK);
+    }
+    for other in &plan.skipped {
+        tracing::warn!(job = %job.name, object = %other, "skipped: not a report file name");
+    }
+    let report = connect
+        .run(&plan)
+        .await
+        .with_context(|| format!("job {}", job.name))?;
+    print_summary(job, &connect, &report);
+    Ok(if report.rejected.is_empty() {
+        exit::OK
+    } else {
+        exit::PARTIAL
+    })
+}
+
+fn print_summary(job: &Job, connect: &ConnectJob<'_>, report: &RunReport) {
+    for r in &report.rejected {
+        tracing::warn!(
+            job = %job.name,
+            source = %r.reason.source_key,
+            line = r.reason.line,
+            column = r.reason.column.as_deref(),
+            reason = %r.reason.reason,
+            "file rejected"
+        );
+    }
+    let written = report.partitions.iter().filter(|p| p.written).count();
+    let bytes: usize = report
+        .partitions
+        .iter()
+        .filter(|p| p.written)
+        .map(|p| p.bytes)
+        .sum();
+    tracing::info!(
+        job = %job.name,
+        table = %connect.table().table,
+        files = report.files,
+        rows_read = report.rows_read,
+        partitions = report.partitions.len(),
+        partitions_written = written,
+        bytes_written = bytes,
+        rejected = report.rejected.len(),
+        added_columns = ?report.added_columns,
+        catalog = ?report.catalog,
+        seconds = report.seconds,
+        "run finished"
+    );
+    println!(
+        "{}: {} files, {} rows → {} partitions of {} ({} written, {} unchanged), {} rejected, {:.2}s",
+        job.name,
+        report.files,
+        report.rows_read,
+        report.partitions.len(),
+        connect.table().table,
+        written,
+        report.partitions.len() - written,
+        report.rejected.len(),
+        report.seconds
+    );
+    for r in &report.rejected {
+        let at = match (r.reason.line, &r.reason.column) {
+            (Some(l), Some(c)) => format!("line {l}, column {c:?}: "),
+            (Some(l), None) => format!("line {l}: "),
+            _ => String::new(),
+        };
+        println!(
+            "  rejected {}: {at}{}",
+            r.reason.source_key, r.reason.reason
+        );
+    }
+}
+
+async fn print_schema(job: &Job) -> Result<(), Failure> {
+    let JobKind::ConnectIntervals(source) = &job.kind;
+    let connect = ConnectJob::open(job, source, true).await?;
+    let schema = connect.table_schema().await?;
+    println!(
+        "table {} (partitioned by dt string, YYYY-MM-DD in {})",
+        connect.table().table,
+        job.timezone.name()
+    );
+    for field in schema.fields() {
+        let glue = cxlake::catalog::glue_type(field.data_type()).unwrap_or_else(|| "?".into());
+        println!(
+            "  {:<48} {:<28} {}",
+            field.name(),
+            field.data_type().to_string(),
+            glue
+        );
+    }
+    Ok(())
+}
+
+async fn catalog_sync(job: &Job) -> Result<(), Failure> {
+    let Some(catalog) = &job.catalog else {
+        return Err(usage(anyhow::anyhow!(
+            "job {} has no [catalog] section",
+            job.name
+        )));
+    };
+    let JobKind::ConnectIntervals(source) = &job.kind;
+    let connect = ConnectJob::open(job, source, true).await?;
+    let schema = connect.table_schema().await?;
+    let outcome = connect.sync_catalog(catalog, &schema).await?;
+    println!(
+        "{}.{}: {:?}",
+        catalog.database,
+        connect.table().table,
+        outcome
+    );
+    Ok(())
+}

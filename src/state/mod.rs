@@ -1,0 +1,113 @@
+//! What cxlake remembers between runs, under `_etl/` in the lake: job watermarks, the columns
+//! a table gained from unknown headers, and rejected inputs with their reasons.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::lake::layout;
+use crate::lake::{Location, StoreError};
+
+/// State errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading or writing failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A state object is not valid JSON of the expected shape.
+    #[error("{url}: corrupt state object: {source}")]
+    Corrupt {
+        /// The object.
+        url: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Per-job state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    /// The export time of the newest input processed; the next run without a window reads newer inputs.
+    pub watermark: Option<DateTime<Utc>>,
+}
+
+/// Per-table metadata.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableMeta {
+    /// Columns added for unknown headers, in the order they were added (always appended).
+    pub extra_columns: Vec<String>,
+}
+
+/// Why an input was rejected, stored next to the copy of the input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectReason {
+    /// The input's URL.
+    pub source_key: String,
+    /// 1-based line, when a row is to blame.
+    pub line: Option<u64>,
+    /// The column header, when a column is to blame.
+    pub column: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+async fn read_json<T: for<'de> Deserialize<'de> + Default>(
+    lake: &Location,
+    key: &str,
+) -> Result<T, StateError> {
+    match lake.get(key).await? {
+        None => Ok(T::default()),
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+            url: lake.url_of(key),
+            source,
+        }),
+    }
+}
+
+async fn write_json<T: Serialize>(lake: &Location, key: &str, value: &T) -> Result<(), StateError> {
+    let mut text = serde_json::to_vec_pretty(value).expect("state serializes");
+    text.push(b'\n');
+    Ok(lake.put(key, Bytes::from(text)).await?)
+}
+
+/// Reads a job's state (default when none is stored).
+pub async fn load_job_state(lake: &Location, job: &str) -> Result<JobState, StateError> {
+    read_json(lake, &layout::state_key(job)).await
+}
+
+/// Stores a job's state.
+pub async fn save_job_state(
+    lake: &Location,
+    job: &str,
+    state: &JobState,
+) -> Result<(), StateError> {
+    write_json(lake, &layout::state_key(job), state).await
+}
+
+/// Reads a table's metadata (default when none is stored).
+pub async fn load_table_meta(lake: &Location, table: &str) -> Result<TableMeta, StateError> {
+    read_json(lake, &layout::table_meta_key(table)).await
+}
+
+/// Stores a table's metadata.
+pub async fn save_table_meta(
+    lake: &Location,
+    table: &str,
+    meta: &TableMeta,
+) -> Result<(), StateError> {
+    write_json(lake, &layout::table_meta_key(table), meta).await
+}
+
+/// Copies a rejected input to `_etl/rejects/<job>/<file>` with `<file>.error.json` beside it.
+pub async fn write_reject(
+    lake: &Location,
+    job: &str,
+    file_name: &str,
+    content: Bytes,
+    reason: &RejectReason,
+) -> Result<(), StateError> {
+    let key = layout::reject_key(job, file_name);
+    lake.put(&key, content).await?;
+    write_json(lake, &format!("{key}.error.json"), reason).await
+}
