@@ -1,0 +1,45 @@
+# cxlake: `make demo` runs the Connect jobs end to end on bundled data; `make test` runs every check.
+CARGO ?= cargo
+CARGO_TARGET_DIR ?= target
+export CARGO_TARGET_DIR
+BIN := $(CARGO_TARGET_DIR)/release/cxlake
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: build demo test lint unit integration bench venv clean
+
+build:
+	$(CARGO) build --release --locked
+
+$(PY): tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $(PY)
+
+venv: $(PY)
+
+## demo: run both Connect jobs on the bundled reports into ./lake, then query it with DuckDB
+demo: build $(PY)
+	rm -rf lake
+	$(BIN) validate jobs/demo/*.toml
+	$(BIN) run jobs/demo/connect-queue.toml jobs/demo/connect-agent.toml
+	$(PY) scripts/demo_query.py lake
+
+## test: format, lint, unit tests, job-file validation, integration tests (DuckDB, pyarrow, moto)
+test: lint unit build $(PY)
+	$(BIN) validate jobs/*/*.toml bench/jobs/*.toml
+	CXLAKE_BIN=$(BIN) $(PY) -m pytest tests/integration -q
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --release --locked
+
+## bench: generate seeded data and compare cxlake with pyarrow, DuckDB and polars
+bench: build $(PY)
+	$(PY) bench/run.py --cxlake $(BIN) --work bench-data
+
+clean:
+	rm -rf lake bench-data bench-out

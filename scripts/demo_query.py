@@ -1,0 +1,38 @@
+"""Show what `make demo` wrote: a DuckDB query over the lake, the way Athena reads it (hive partitions)."""
+
+import sys
+
+import duckdb
+
+lake = sys.argv[1] if len(sys.argv) > 1 else "lake"
+con = duckdb.connect()
+queue = f"read_parquet('{lake}/connect_queue_interval/*/*.parquet', hive_partitioning = true)"
+agent = f"read_parquet('{lake}/connect_agent_interval/*/*.parquet', hive_partitioning = true)"
+
+print("\nContacts handled and average handle time per queue per reporting day (America/New_York):")
+print(
+    con.sql(
+        f"""
+        select dt, queue,
+               sum(contacts_handled) as contacts_handled,
+               round(sum(average_handle_time_seconds * contacts_handled)
+                     / nullif(sum(contacts_handled), 0), 1) as avg_handle_time_seconds,
+               count(*) as intervals
+        from {queue}
+        group by dt, queue
+        order by dt, queue
+        """
+    )
+)
+print("Intervals per day (2024-03-10 is a DST day: 46 half hours):")
+print(con.sql(f"select dt, count(distinct interval_start) as intervals from {queue} group by dt order by dt"))
+print("Agents: occupancy and contacts handled per day:")
+print(
+    con.sql(
+        f"""
+        select dt, agent, any_value(agent_name) as agent_name, sum(contacts_handled) as contacts_handled,
+               round(avg(occupancy_pct), 1) as mean_interval_occupancy_pct
+        from {agent} group by dt, agent order by dt, agent limit 12
+        """
+    )
+)
