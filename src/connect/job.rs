@@ -29,15 +29,17 @@ use crate::window::Window;
 /// How long one report file covers; the name's time is the end of it.
 const REPORT_SPAN: Duration = Duration::minutes(30);
 /// Record-aligned chunks of this size are parsed in parallel.
-const CHUNK_BYTES: usize = 8 << 20;
+const CHUNK_BYTES: usize = 4 << 20;
 /// Chunks of one file parsed at the same time.
 const CHUNKS_IN_FLIGHT: usize = 3;
 /// Report files fetched and parsed at the same time.
 const FILES_IN_FLIGHT: usize = 32;
 /// Partitions merged and written at the same time.
-const PARTITIONS_IN_FLIGHT: usize = 8;
+const PARTITIONS_IN_FLIGHT: usize = 4;
 /// Rows kept in memory before the oldest partitions are compacted.
-const MEMORY_BUDGET: usize = 96 << 20;
+const MEMORY_BUDGET: usize = 48 << 20;
+/// Partitions compacted at the same time.
+const COMPACTIONS_IN_FLIGHT: usize = 2;
 
 /// Errors that stop a run (bad inputs do not: they are rejected).
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,54 @@ pub enum RunError {
     /// The catalog could not be updated (data was written; the next run retries).
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+    /// The local spill folder could not be used.
+    #[error("spill folder (set TMPDIR to move it): {0}")]
+    Spill(#[from] std::io::Error),
+}
+
+/// Compacts evicted partitions in the background, at most `COMPACTIONS_IN_FLIGHT` at a time.
+struct Compactor {
+    buffers: Arc<PartitionBuffers>,
+    permits: Arc<tokio::sync::Semaphore>,
+    tasks: std::sync::Mutex<tokio::task::JoinSet<Result<(), RunError>>>,
+    report: &'static ReportSchema,
+}
+
+impl Compactor {
+    async fn submit(&self, evicted: Evicted) {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
+        let buffers = self.buffers.clone();
+        let report = self.report;
+        let path = buffers.spill_path(evicted.day);
+        let day = evicted.day;
+        self.tasks
+            .lock()
+            .expect("task lock is not poisoned")
+            .spawn(async move {
+                let part = cpu(move || compact(evicted, report, path))
+                    .await
+                    .map_err(|source| RunError::Data {
+                        context: format!("compacting dt={}", layout::day_string(day)),
+                        source,
+                    })?;
+                buffers.add_part(day, part);
+                drop(permit);
+                Ok(())
+            });
+    }
+
+    async fn finish(&self) -> Result<(), RunError> {
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().expect("task lock is not poisoned"));
+        while let Some(done) = tasks.join_next().await {
+            done.expect("compaction task does not panic")?;
+        }
+        Ok(())
+    }
 }
 
 /// The files a run will read, and the partitions they are expected to land in.
@@ -199,12 +249,20 @@ impl<'a> ConnectJob<'a> {
     /// Runs the plan: parse, merge, write, catalog, state.
     pub async fn run(&self, plan: &Plan) -> Result<RunReport, RunError> {
         let started = Instant::now();
-        let buffers = Arc::new(PartitionBuffers::new(MEMORY_BUDGET));
+        let buffers = Arc::new(PartitionBuffers::new(MEMORY_BUDGET)?);
+        let compactor = Compactor {
+            buffers: buffers.clone(),
+            permits: Arc::new(tokio::sync::Semaphore::new(COMPACTIONS_IN_FLIGHT)),
+            tasks: Default::default(),
+            report: self.schema,
+        };
         let results: Vec<FileOutcome> = futures::stream::iter(plan.files.iter().cloned())
-            .map(|key| self.load_file(key, buffers.clone()))
+            .map(|key| self.load_file(key, &compactor))
             .buffer_unordered(FILES_IN_FLIGHT)
             .try_collect()
             .await?;
+        compactor.finish().await?;
+        drop(compactor);
 
         let mut report = RunReport {
             files: plan.files.len(),
@@ -320,7 +378,7 @@ impl<'a> ConnectJob<'a> {
     async fn load_file(
         &self,
         key: ReportKey,
-        buffers: Arc<PartitionBuffers>,
+        compactor: &Compactor,
     ) -> Result<FileOutcome, RunError> {
         let source_key: Arc<str> = self.source_key(&key).into();
         let reject = |line: Option<u64>, column: Option<String>, reason: String| {
@@ -374,7 +432,7 @@ impl<'a> ConnectJob<'a> {
             while pending.len() >= CHUNKS_IN_FLIGHT || (finished && !pending.is_empty()) {
                 self.absorb(
                     pending.next().await,
-                    &buffers,
+                    compactor,
                     &source_key,
                     &mut rows,
                     &mut failure,
@@ -441,7 +499,7 @@ impl<'a> ConnectJob<'a> {
     async fn absorb(
         &self,
         parsed: Option<Result<Vec<parse::DayBatch>, RowError>>,
-        buffers: &PartitionBuffers,
+        compactor: &Compactor,
         source_key: &Arc<str>,
         rows: &mut usize,
         failure: &mut Option<RowError>,
@@ -457,24 +515,15 @@ impl<'a> ConnectJob<'a> {
             Some(Ok(days)) => {
                 for day in days {
                     *rows += day.batch.num_rows();
-                    let evicted =
-                        buffers
-                            .add(day.day, day.batch, source_key)
-                            .map_err(|source| RunError::Data {
-                                context: "buffering rows".into(),
-                                source,
-                            })?;
+                    let evicted = compactor
+                        .buffers
+                        .add(day.day, day.batch, source_key)
+                        .map_err(|source| RunError::Data {
+                            context: "buffering rows".into(),
+                            source,
+                        })?;
                     if let Some(evicted) = evicted {
-                        let day = evicted.day;
-                        let schema = self.schema;
-                        let part =
-                            cpu(move || compact(evicted, schema))
-                                .await
-                                .map_err(|source| RunError::Data {
-                                    context: format!("compacting dt={}", layout::day_string(day)),
-                                    source,
-                                })?;
-                        buffers.add_part(day, part);
+                        compactor.submit(evicted).await;
                     }
                 }
                 Ok(())
@@ -549,7 +598,11 @@ enum FileOutcome {
 }
 
 /// Sorts and encodes evicted rows as a part; a part with one row per key can become the file as is.
-fn compact(evicted: Evicted, report: &ReportSchema) -> Result<Part, ParquetError> {
+fn compact(
+    evicted: Evicted,
+    report: &ReportSchema,
+    path: std::path::PathBuf,
+) -> Result<Part, ParquetError> {
     let batch = concat_aligned(&evicted.batches)?;
     let schema = batch.schema();
     let (merged, dropped) =
@@ -559,8 +612,10 @@ fn compact(evicted: Evicted, report: &ReportSchema) -> Result<Part, ParquetError
     } else {
         (batch, false)
     };
+    std::fs::write(&path, parquet::encode(&rows)?)
+        .map_err(|e| ParquetError::Spill(path.display().to_string(), e))?;
     Ok(Part {
-        bytes: Bytes::from(parquet::encode(&rows)?),
+        path,
         schema,
         final_form,
     })
@@ -590,8 +645,9 @@ fn merge_partition(
         .any(|s| rejected.iter().any(|r| **r == **s));
     if let ([part], true, None, true) = (&rows.parts[..], rows.batches.is_empty(), &old, clean) {
         if part.final_form && part.schema.fields() == schema.fields() {
-            let count = parquet_rows(&part.bytes)?;
-            return Ok(Some((part.bytes.clone(), count)));
+            let bytes = read_part(part)?;
+            let count = parquet_rows(&bytes)?;
+            return Ok(Some((bytes, count)));
         }
     }
     let mut batches: Vec<RecordBatch> = Vec::new();
@@ -611,8 +667,8 @@ fn merge_partition(
             )?);
         }
     }
-    for part in rows.parts {
-        batches.extend(parquet::decode(part.bytes)?);
+    for part in &rows.parts {
+        batches.extend(parquet::decode(read_part(part)?)?);
     }
     batches.extend(rows.batches);
     let aligned = batches
@@ -627,6 +683,12 @@ fn merge_partition(
     }
     let count = merged.num_rows();
     Ok(Some((Bytes::from(parquet::encode(&merged)?), count)))
+}
+
+fn read_part(part: &Part) -> Result<Bytes, ParquetError> {
+    std::fs::read(&part.path)
+        .map(Bytes::from)
+        .map_err(|e| ParquetError::Spill(part.path.display().to_string(), e))
 }
 
 fn parquet_rows(bytes: &Bytes) -> Result<usize, ParquetError> {

@@ -96,7 +96,8 @@ pub fn parse_rows(
 ) -> Result<Vec<DayBatch>, RowError> {
     let layout = &*ctx.layout;
     let width = layout.headers.len();
-    let capacity = chunk.len() / 200 + 1;
+    // Every row ends in a newline, so this bounds the row count (quoted newlines only over-count).
+    let capacity = memchr::memchr_iter(b'\n', chunk).count() + 1;
     let mut names = StringBuilder::with_capacity(capacity, capacity * 16);
     let mut starts = TimestampMillisecondBuilder::with_capacity(capacity);
     let mut ends = TimestampMillisecondBuilder::with_capacity(capacity);

@@ -3,25 +3,27 @@
 //! Inputs may hold rows of any day in any order, and a day's file can only be written once all
 //! its rows are known. Rows stay in memory until the budget is exceeded; then the partition
 //! touched longest ago (for time-ordered input: a finished day) is handed back to be compacted
-//! into an encoded Parquet part, which is ~10× smaller. Memory stays bounded whatever the input size.
+//! into an encoded Parquet part, spilled to a temporary folder. Memory stays bounded whatever the
+//! input size; the spill folder is removed when the buffers are dropped.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use bytes::Bytes;
 
 use super::parquet::ParquetError;
 
 /// Small batches are concatenated once a partition holds this many.
 const COALESCE_BATCHES: usize = 64;
 
-/// An encoded, sorted piece of a partition.
+/// An encoded, sorted piece of a partition, spilled to a local file.
 #[derive(Debug, Clone)]
 pub struct Part {
-    /// Parquet bytes.
-    pub bytes: Bytes,
+    /// The spilled Parquet file.
+    pub path: PathBuf,
     /// Schema of the rows in the part.
     pub schema: SchemaRef,
     /// True when the part has one row per key, sorted: it can be the partition file as is.
@@ -53,6 +55,8 @@ struct Inner {
 pub struct PartitionBuffers {
     inner: Mutex<Inner>,
     budget: usize,
+    spill: tempfile::TempDir,
+    spilled: AtomicUsize,
 }
 
 /// Rows handed back for compaction.
@@ -65,12 +69,21 @@ pub struct Evicted {
 }
 
 impl PartitionBuffers {
-    /// Buffers that keep at most about `budget` bytes of rows in memory.
-    pub fn new(budget: usize) -> Self {
-        PartitionBuffers {
+    /// Buffers that keep at most about `budget` bytes of rows in memory, spilling to a new
+    /// folder under the system's temporary directory (`TMPDIR`).
+    pub fn new(budget: usize) -> std::io::Result<Self> {
+        Ok(PartitionBuffers {
             inner: Mutex::new(Inner::default()),
             budget,
-        }
+            spill: tempfile::Builder::new().prefix("cxlake-spill-").tempdir()?,
+            spilled: AtomicUsize::new(0),
+        })
+    }
+
+    /// A new file name in the spill folder.
+    pub fn spill_path(&self, day: i32) -> PathBuf {
+        let n = self.spilled.fetch_add(1, Ordering::Relaxed);
+        self.spill.path().join(format!("{day}-{n}.parquet"))
     }
 
     /// Adds rows of `source` to partition `day`. When the budget is exceeded, returns the least
@@ -181,7 +194,7 @@ mod tests {
     #[test]
     fn evicts_the_least_recently_touched_partition_when_over_budget() {
         let one = rows(1000).get_array_memory_size();
-        let buffers = PartitionBuffers::new(one * 2 + 1);
+        let buffers = PartitionBuffers::new(one * 2 + 1).unwrap();
         let src: Arc<str> = "s".into();
         assert!(buffers.add(1, rows(1000), &src).unwrap().is_none());
         assert!(buffers.add(2, rows(1000), &src).unwrap().is_none());
@@ -201,12 +214,12 @@ mod tests {
 
     #[test]
     fn small_batches_are_coalesced() {
-        let buffers = PartitionBuffers::new(usize::MAX);
+        let buffers = PartitionBuffers::new(usize::MAX).unwrap();
         let src: Arc<str> = "s".into();
         for _ in 0..COALESCE_BATCHES {
             buffers.add(7, rows(2), &src).unwrap();
         }
-        let parts = buffers.into_partitions();
+        let (parts, _spill) = buffers.into_partitions();
         assert_eq!(parts[&7].batches.len(), 1);
         assert_eq!(parts[&7].batches[0].num_rows(), 2 * COALESCE_BATCHES);
     }

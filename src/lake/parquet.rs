@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use arrow::array::{new_null_array, ArrayRef, RecordBatch};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 /// Encoding and decoding errors.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,9 @@ pub enum ParquetError {
     /// An Arrow operation failed.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// A spilled part could not be written or read.
+    #[error("spill file {0}: {1}")]
+    Spill(String, #[source] std::io::Error),
     /// A stored column has another type than the table's.
     #[error("column {column:?} is stored as {stored} but the table says {expected}; columns are never retyped")]
     TypeChanged {
@@ -33,21 +37,29 @@ pub enum ParquetError {
 }
 
 /// The lake's writer settings: ZSTD(3) (arrow-rs writes uncompressed by default), page statistics,
-/// up to 1M rows per row group.
-pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+/// up to 1M rows per row group. Dictionary encoding only for strings (names, lineage): numeric
+/// metrics rarely repeat enough to pay for the dictionary, and ZSTD compresses them anyway.
+pub fn writer_properties(schema: &Schema) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("3 is a valid zstd level"),
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(1 << 20))
-        .build()
+        .set_max_row_group_row_count(Some(1 << 20));
+    for field in schema.fields() {
+        if !matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8) {
+            let column = ColumnPath::from(field.name().as_str());
+            builder = builder.set_column_dictionary_enabled(column, false);
+        }
+    }
+    builder.build()
 }
 
 /// Encodes one batch as a whole Parquet file.
 pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, ParquetError> {
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4 + 1024);
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_properties()))?;
+    let props = writer_properties(batch.schema_ref());
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
     writer.write(batch)?;
     writer.close()?;
     Ok(out)
