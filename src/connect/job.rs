@@ -171,6 +171,7 @@ pub struct ConnectJob<'a> {
     schema: &'static ReportSchema,
     source: Location,
     lake: Location,
+    chunk_bytes: usize,
 }
 
 impl<'a> ConnectJob<'a> {
@@ -188,7 +189,14 @@ impl<'a> ConnectJob<'a> {
             schema: ReportSchema::get(source.report),
             source: src,
             lake,
+            chunk_bytes: CHUNK_BYTES,
         })
+    }
+
+    /// Sets the size of the record-aligned chunks parsed in parallel (tests use tiny ones).
+    pub fn with_chunk_bytes(mut self, chunk_bytes: usize) -> Self {
+        self.chunk_bytes = chunk_bytes.max(1);
+        self
     }
 
     /// The table this job writes.
@@ -298,14 +306,12 @@ impl<'a> ConnectJob<'a> {
         }
         let table_schema = self.schema.table_schema(&meta.extra_columns);
 
-        let buffers = Arc::into_inner(buffers).expect("all file tasks are done");
+        let buffers = Arc::into_inner(buffers).expect("all file and compaction tasks are done");
+        let (partitions, spill) = buffers.into_partitions();
         report.partitions = self
-            .write_partitions(
-                buffers.into_partitions(),
-                &table_schema,
-                Arc::new(rejected_sources),
-            )
+            .write_partitions(partitions, &table_schema, Arc::new(rejected_sources))
             .await?;
+        drop(spill);
 
         for r in &report.rejected {
             let content = self
@@ -393,7 +399,7 @@ impl<'a> ConnectJob<'a> {
             })
         };
         let mut body = self.source.open_body(&key.relative).await?;
-        let mut chunker = RecordChunker::new(CHUNK_BYTES);
+        let mut chunker = RecordChunker::new(self.chunk_bytes);
         let mut context: Option<FileContext> = None;
         let mut pending = futures::stream::FuturesOrdered::new();
         let mut rows = 0usize;
@@ -429,7 +435,7 @@ impl<'a> ConnectJob<'a> {
                 },
             };
             pending.push_back(cpu(move || parse::parse_rows(&ctx, &data, first_line)));
-            while pending.len() >= CHUNKS_IN_FLIGHT || (finished && !pending.is_empty()) {
+            while pending.len() >= CHUNKS_IN_FLIGHT {
                 self.absorb(
                     pending.next().await,
                     compactor,
@@ -439,6 +445,16 @@ impl<'a> ConnectJob<'a> {
                 )
                 .await?;
             }
+        }
+        while !pending.is_empty() {
+            self.absorb(
+                pending.next().await,
+                compactor,
+                &source_key,
+                &mut rows,
+                &mut failure,
+            )
+            .await?;
         }
         if let Some(e) = failure {
             return Ok(reject(Some(e.line), e.column, e.reason));
@@ -476,7 +492,11 @@ impl<'a> ConnectJob<'a> {
         }
         let layout = FileLayout::from_headers(self.schema, header.iter())
             .map_err(|e: HeaderError| (Some(1), None, e.to_string()))?;
-        let offset = reader.position().byte() as usize;
+        let mut offset = reader.position().byte() as usize;
+        // csv stops after the '\r' of a CRLF header; the data starts after the '\n'.
+        if chunk.bytes.get(offset) == Some(&b'\n') {
+            offset += 1;
+        }
         let header_lines = chunk.bytes[..offset]
             .iter()
             .filter(|&&b| b == b'\n')

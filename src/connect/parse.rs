@@ -130,24 +130,21 @@ pub fn parse_rows(
         .flexible(true)
         .from_reader(chunk);
     let mut record = csv::ByteRecord::new();
+    let mut lines = LineCounter::new(chunk, first_line);
     loop {
-        let line_of =
-            |record: &csv::ByteRecord| first_line + record.position().map_or(0, |p| p.line()) - 1;
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                let line = e
-                    .position()
-                    .map_or(first_line, |p| first_line + p.line() - 1);
+                let at = e.position().map_or(0, |p| p.byte() as usize);
                 return Err(RowError {
-                    line,
+                    line: lines.line_at(at),
                     column: None,
                     reason: format!("malformed CSV: {e}"),
                 });
             }
         }
-        let line = line_of(&record);
+        let line = lines.line_at(record.position().map_or(0, |p| p.byte() as usize));
         if record.len() == 1 && record[0].trim_ascii().is_empty() {
             continue; // blank line
         }
@@ -251,6 +248,38 @@ pub fn parse_rows(
         reason: format!("internal: cannot assemble rows: {e}"),
     })?;
     Ok(split_by_day(batch, &days))
+}
+
+/// Line numbers from byte offsets, counting every newline (quoted ones too, as editors do).
+/// A record starting right after a `\r` (csv stops before the `\n` of a CRLF) is on the next line.
+struct LineCounter<'a> {
+    text: &'a [u8],
+    counted_to: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a [u8], first_line: u64) -> Self {
+        LineCounter {
+            text,
+            counted_to: 0,
+            line: first_line,
+        }
+    }
+
+    /// The line of the byte at `offset`; offsets must not decrease between calls.
+    fn line_at(&mut self, offset: usize) -> u64 {
+        let mut offset = offset.min(self.text.len());
+        while offset < self.text.len() && matches!(self.text[offset], b'\r' | b'\n') {
+            offset += 1;
+        }
+        if offset > self.counted_to {
+            self.line +=
+                memchr::memchr_iter(b'\n', &self.text[self.counted_to..offset]).count() as u64;
+            self.counted_to = offset;
+        }
+        self.line
+    }
 }
 
 /// Wall-clock milliseconds of `utc_ms` in `tz` (the same instant for UTC).
@@ -399,6 +428,16 @@ mod tests {
             (7, Some("Contacts handled"))
         );
         assert!(err.reason.contains("abc"));
+    }
+
+    #[test]
+    fn crlf_rows_report_the_right_line() {
+        let ctx = context(&["Queue", "StartInterval"], Tz::UTC);
+        let rows = b"A,2024-03-10T16:00:00Z\r\nB,2024-03-10T16:00:00Z\r\nC,oops\r\n";
+        assert_eq!(parse_rows(&ctx, rows, 2).unwrap_err().line, 4);
+        // a chunk may start with the '\n' of a CRLF split by the header reader
+        let rows = b"\nA,2024-03-10T16:00:00Z\r\nC,oops\r\n";
+        assert_eq!(parse_rows(&ctx, rows, 1).unwrap_err().line, 3);
     }
 
     #[test]

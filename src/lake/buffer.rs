@@ -138,12 +138,14 @@ impl PartitionBuffers {
         inner.partitions.entry(day).or_default().parts.push(part);
     }
 
-    /// All partitions, by day.
-    pub fn into_partitions(self) -> BTreeMap<i32, PartitionRows> {
-        self.inner
+    /// All partitions, by day, and the spill folder (removed when dropped).
+    pub fn into_partitions(self) -> (BTreeMap<i32, PartitionRows>, tempfile::TempDir) {
+        let partitions = self
+            .inner
             .into_inner()
             .expect("buffer lock is not poisoned")
-            .partitions
+            .partitions;
+        (partitions, self.spill)
     }
 }
 
