@@ -26,13 +26,14 @@ print(
 )
 print("Intervals per day (2024-03-10 is a DST day: 46 half hours):")
 print(con.sql(f"select dt, count(distinct interval_start) as intervals from {queue} group by dt order by dt"))
-print("Agents: occupancy and contacts handled per day:")
+print("Agents per day (lunch_time_seconds came from a header cxlake did not know):")
 print(
     con.sql(
         f"""
         select dt, agent, any_value(agent_name) as agent_name, sum(contacts_handled) as contacts_handled,
-               round(avg(occupancy_pct), 1) as mean_interval_occupancy_pct
-        from {agent} group by dt, agent order by dt, agent limit 12
+               round(sum(agent_interaction_time_seconds) / 3600, 2) as interaction_hours,
+               round(sum(lunch_time_seconds) / 60) as lunch_minutes
+        from {agent} group by dt, agent order by dt, agent limit 10
         """
     )
 )
