@@ -22,7 +22,7 @@ use crate::job::{ConnectSource, Job};
 use crate::lake::buffer::{concat_aligned, Evicted, Part, PartitionBuffers, PartitionRows};
 use crate::lake::merge::{latest_per_key, without_sources, RowKey};
 use crate::lake::parquet::{self, ParquetError};
-use crate::lake::{layout, Location, StoreError};
+use crate::lake::{layout, Access, Location, StoreError};
 use crate::state::{self, RejectReason, StateError, TableMeta};
 use crate::window::Window;
 
@@ -175,14 +175,19 @@ pub struct ConnectJob<'a> {
 }
 
 impl<'a> ConnectJob<'a> {
-    /// Opens the source and the lake (creating a `file://` lake folder unless `dry_run`).
+    /// Opens the source and the lake (a `dry_run` creates no `file://` lake folder).
     pub async fn open(
         job: &'a Job,
         source: &'a ConnectSource,
         dry_run: bool,
     ) -> Result<Self, RunError> {
-        let src = Location::open(&source.url, source.region.as_deref(), false).await?;
-        let lake = Location::open(&job.lake.url, job.lake.region.as_deref(), !dry_run).await?;
+        let src = Location::open(&source.url, source.region.as_deref(), Access::MustExist).await?;
+        let access = if dry_run {
+            Access::ReadOnly
+        } else {
+            Access::Create
+        };
+        let lake = Location::open(&job.lake.url, job.lake.region.as_deref(), access).await?;
         Ok(ConnectJob {
             job,
             source_settings: source,

@@ -7,4 +7,4 @@ pub mod merge;
 pub mod parquet;
 pub mod store;
 
-pub use store::{Location, StoreError};
+pub use store::{Access, Location, StoreError};

@@ -50,6 +50,17 @@ pub struct Location {
     url: String,
 }
 
+/// How a `file://` folder is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The folder must exist (a source).
+    MustExist,
+    /// The folder is created if missing (a lake being written).
+    Create,
+    /// A missing folder reads as empty and is not created (a lake during a dry run).
+    ReadOnly,
+}
+
 /// A readable body: a local file is read in large blocks, anything else is streamed.
 pub enum Body {
     /// A local file.
@@ -62,12 +73,12 @@ pub enum Body {
 const FILE_BLOCK: usize = 4 << 20;
 
 impl Location {
-    /// Opens `url`. A `file://` folder is created when `create` is set; relative paths
-    /// resolve from the working directory. S3 uses the AWS SDK's credential chain and region.
+    /// Opens `url`; relative `file://` paths resolve from the working directory, `access` says
+    /// what a missing folder means. S3 uses the AWS SDK's credential chain and region.
     pub async fn open(
         url: &str,
         region: Option<&str>,
-        create: bool,
+        access: Access,
     ) -> Result<Location, StoreError> {
         let bad = |reason: String| StoreError::Url {
             url: url.to_string(),
@@ -75,9 +86,16 @@ impl Location {
         };
         if let Some(path) = url.strip_prefix("file://") {
             let dir = std::path::Path::new(if path.is_empty() { "." } else { path });
-            if create {
+            if access == Access::Create {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| bad(format!("cannot create folder: {e}")))?;
+            }
+            if access == Access::ReadOnly && !dir.exists() {
+                return Ok(Location {
+                    store: Arc::new(object_store::memory::InMemory::new()),
+                    root: Path::default(),
+                    url: with_slash(url),
+                });
             }
             if !dir.is_dir() {
                 return Err(bad("folder does not exist".into()));
