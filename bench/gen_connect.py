@@ -31,18 +31,21 @@ def metric_headers(report: str, newer: bool = True) -> list[dict]:
     return metrics if newer else metrics[: len(metrics) * 3 // 4]
 
 
-def value(rng: random.Random, unit: str, blank_rate: float = 0.06) -> str:
-    """One metric cell: mostly numbers, sometimes the no-data markers."""
+def value(rng: random.Random, unit: str, blank_rate: float = 0.45) -> str:
+
+    """One metric cell: small counts, whole or decimal seconds, percentages, and (often, as in a
+    quiet half hour) the no-data markers."""
     roll = rng.random()
-    if roll < blank_rate * 0.7:
+    if roll < blank_rate * 0.8:
         return "-"
     if roll < blank_rate:
         return ""
     if unit == "count":
-        return str(rng.randint(0, 60))
+        return str(int(rng.expovariate(0.3)))
     if unit == "percent":
         return f"{rng.uniform(0, 100):.2f}%"
-    return str(rng.randint(0, 1800)) if rng.random() < 0.5 else f"{rng.uniform(0, 1800):.1f}"
+    return str(int(rng.expovariate(0.01))) if rng.random() < 0.7 else f"{rng.expovariate(0.01):.1f}"
+
 
 
 def quote(cell: str) -> str:
