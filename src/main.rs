@@ -301,6 +301,11 @@ fn print_summary(job: &Job, connect: &ConnectJob<'_>, report: &RunReport) {
         added_columns = ?report.added_columns,
         catalog = ?report.catalog,
         seconds = report.seconds,
+        source_get = report.source_requests.0,
+        source_list_pages = report.source_requests.2,
+        lake_get = report.lake_requests.0,
+        lake_put = report.lake_requests.1,
+        lake_list_pages = report.lake_requests.2,
         "run finished"
     );
     println!(
@@ -314,6 +319,11 @@ fn print_summary(job: &Job, connect: &ConnectJob<'_>, report: &RunReport) {
         report.partitions.len() - written,
         report.rejected.len(),
         report.seconds
+    );
+    let (source, lake) = (report.source_requests, report.lake_requests);
+    println!(
+        "  requests: source {} GET, {} LIST pages; lake {} GET, {} PUT, {} LIST pages",
+        source.0, source.2, lake.0, lake.1, lake.2
     );
     for r in &report.rejected {
         let at = match (r.reason.line, &r.reason.column) {

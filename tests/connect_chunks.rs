@@ -64,6 +64,7 @@ async fn every_row_lands_whatever_the_chunk_size() {
             after_watermark: None,
             ..plan
         };
+
         assert_eq!(plan.files.len(), 1, "{plan:?}");
         let report = connect.run(&plan).await.unwrap();
         assert_eq!(

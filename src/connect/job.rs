@@ -23,7 +23,7 @@ use crate::lake::buffer::{concat_aligned, Evicted, Part, PartitionBuffers, Parti
 use crate::lake::merge::{latest_per_key, without_sources, RowKey};
 use crate::lake::parquet::{self, ParquetError};
 use crate::lake::{layout, Access, Location, StoreError};
-use crate::state::{self, RejectReason, StateError, TableMeta};
+use crate::state::{self, JobState, RejectReason, StateError, TableMeta};
 use crate::window::Window;
 
 /// How long one report file covers; the name's time is the end of it.
@@ -119,8 +119,10 @@ pub struct Plan {
     pub files: Vec<ReportKey>,
     /// Objects under the source that are not report files.
     pub skipped: Vec<String>,
-    /// The window used (explicit, or after the watermark).
+    /// The watermark files were selected after (runs without a window).
     pub after_watermark: Option<DateTime<Utc>>,
+    /// The job's state when the plan was made.
+    pub state: JobState,
 }
 
 /// What happened to one partition.
@@ -162,6 +164,10 @@ pub struct RunReport {
     pub catalog: Option<crate::catalog::SyncOutcome>,
     /// Seconds the run took.
     pub seconds: f64,
+    /// Source requests: (GET, PUT, LIST pages).
+    pub source_requests: (u64, u64, u64),
+    /// Lake requests: (GET, PUT, LIST pages).
+    pub lake_requests: (u64, u64, u64),
 }
 
 /// Everything a run of one job needs.
@@ -216,13 +222,8 @@ impl<'a> ConnectJob<'a> {
 
     /// Lists the source and selects the files of `window`, or those newer than the watermark.
     pub async fn plan(&self, window: Window) -> Result<Plan, RunError> {
-        let watermark = if window.is_open() {
-            state::load_job_state(&self.lake, &self.job.name)
-                .await?
-                .watermark
-        } else {
-            None
-        };
+        let job_state = state::load_job_state(&self.lake, &self.job.name).await?;
+        let watermark = job_state.watermark.filter(|_| window.is_open());
         let mut files = Vec::new();
         let mut skipped = Vec::new();
         for object in self.source.list("").await? {
@@ -249,6 +250,7 @@ impl<'a> ConnectJob<'a> {
             files,
             skipped,
             after_watermark: watermark,
+            state: job_state,
         })
     }
 
@@ -335,13 +337,15 @@ impl<'a> ConnectJob<'a> {
         }
         // The watermark moves only after data and catalog are committed.
         if let Some(newest) = plan.files.iter().map(|k| k.exported_at).max() {
-            let mut job_state = state::load_job_state(&self.lake, &self.job.name).await?;
+            let mut job_state = plan.state.clone();
             if job_state.watermark.is_none_or(|w| newest > w) {
                 job_state.watermark = Some(newest);
                 state::save_job_state(&self.lake, &self.job.name, &job_state).await?;
             }
         }
         report.seconds = started.elapsed().as_secs_f64();
+        report.source_requests = self.source.requests().snapshot();
+        report.lake_requests = self.lake.requests().snapshot();
         Ok(report)
     }
 

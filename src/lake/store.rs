@@ -1,5 +1,6 @@
 //! A folder in an object store, opened from a URL: `s3://bucket/prefix` or `file://path`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -45,10 +46,36 @@ pub struct Listed {
 /// A folder of an object store.
 #[derive(Debug, Clone)]
 pub struct Location {
+    counts: Arc<RequestCounts>,
     store: Arc<dyn ObjectStore>,
     root: Path,
     url: String,
 }
+
+/// Requests made through a location, for run summaries and request budgets.
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    /// Object reads.
+    pub get: AtomicU64,
+    /// Object writes.
+    pub put: AtomicU64,
+    /// Listing pages (1,000 keys each on S3).
+    pub list_pages: AtomicU64,
+}
+
+impl RequestCounts {
+    /// `(get, put, list_pages)` so far.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.get.load(Ordering::Relaxed),
+            self.put.load(Ordering::Relaxed),
+            self.list_pages.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// S3 returns at most this many keys per listing page.
+const LIST_PAGE: u64 = 1000;
 
 /// How a `file://` folder is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +119,7 @@ impl Location {
             }
             if access == Access::ReadOnly && !dir.exists() {
                 return Ok(Location {
+                    counts: Default::default(),
                     store: Arc::new(object_store::memory::InMemory::new()),
                     root: Path::default(),
                     url: with_slash(url),
@@ -102,6 +130,7 @@ impl Location {
             }
             let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(e.to_string()))?;
             return Ok(Location {
+                counts: Default::default(),
                 store: Arc::new(store),
                 root: Path::default(),
                 url: with_slash(url),
@@ -126,10 +155,16 @@ impl Location {
         }
         let store = builder.build().map_err(|e| bad(e.to_string()))?;
         Ok(Location {
+            counts: Default::default(),
             store: Arc::new(store),
             root: Path::from(prefix.trim_matches('/')),
             url: with_slash(url),
         })
+    }
+
+    /// Requests made so far through this location.
+    pub fn requests(&self) -> &RequestCounts {
+        &self.counts
     }
 
     /// The URL of the root, ending in `/`.
@@ -179,12 +214,15 @@ impl Location {
                 size: m.size,
             })
             .collect();
+        let pages = (listed.len() as u64).div_ceil(LIST_PAGE).max(1);
+        self.counts.list_pages.fetch_add(pages, Ordering::Relaxed);
         listed.sort_by(|a, b| a.relative.cmp(&b.relative));
         Ok(listed)
     }
 
     /// The whole object, or `None` if it does not exist.
     pub async fn get(&self, relative: &str) -> Result<Option<Bytes>, StoreError> {
+        self.counts.get.fetch_add(1, Ordering::Relaxed);
         match self.store.get(&self.path(relative)).await {
             Ok(result) => result.bytes().await.map(Some).map_err(self.err(relative)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -194,6 +232,7 @@ impl Location {
 
     /// The object as a body to read in pieces.
     pub async fn open_body(&self, relative: &str) -> Result<Body, StoreError> {
+        self.counts.get.fetch_add(1, Ordering::Relaxed);
         let result = self
             .store
             .get(&self.path(relative))
@@ -207,6 +246,7 @@ impl Location {
 
     /// Replaces (or creates) an object with one PUT: readers see the old or the new object, never a part.
     pub async fn put(&self, relative: &str, bytes: Bytes) -> Result<(), StoreError> {
+        self.counts.put.fetch_add(1, Ordering::Relaxed);
         self.store
             .put(&self.path(relative), PutPayload::from(bytes))
             .await

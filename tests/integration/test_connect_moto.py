@@ -51,6 +51,8 @@ def test_s3_lake_objects_and_glue_table(run, tmp_path, moto, buckets):
     s3_job(tmp_path, buckets, "contact_center")
     result = run("run", "job.toml", env=moto["env"])
     assert result.returncode == 0, result.stderr
+    # request budget: one GET per report file, one listing page; one PUT per partition + state + table meta
+    assert "requests: source 3 GET, 1 LIST pages; lake 2 GET, 3 PUT, 1 LIST pages" in result.stdout, result.stdout
 
     keys = objects(s3, buckets["lake"])
     data_key = f"cxlake/{TABLE}/dt=2024-03-10/{TABLE}-2024-03-10.parquet"
@@ -101,6 +103,8 @@ def test_rerun_changes_no_object_and_new_header_extends_glue(run, tmp_path, moto
     again = run("run", "job.toml", "--from", "2024-03-10", "--to", "2024-03-10", env=moto["env"])
     assert again.returncode == 0, again.stderr
     assert objects(s3, buckets["lake"]) == before
+    assert "0 PUT" in again.stdout, again.stdout
+
 
     # A later export carries a metric cxlake does not know: a column is appended in Glue.
     s, e = interval("10:00")
