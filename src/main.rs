@@ -11,6 +11,12 @@ use cxlake::connect::job::{ConnectJob, RunReport};
 use cxlake::job::{self, Job, JobKind};
 use cxlake::window::Window;
 
+/// jemalloc: glibc's malloc fragments badly under this workload (many small Arrow buffers
+/// allocated on rayon threads, freed on others), which showed as superlinear run time and
+/// multi-GB peak RSS on a year of small report files.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit codes (documented in the README and in `--help`).
 mod exit {
     pub const OK: u8 = 0;

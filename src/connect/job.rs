@@ -668,6 +668,13 @@ fn merge_partition(
     report: &ReportSchema,
 ) -> Result<Option<(Bytes, usize)>, ParquetError> {
     let source_index = report.source_key_index();
+    tracing::debug!(
+        parts = rows.parts.len(),
+        batches = rows.batches.len(),
+        sources = rows.sources.len(),
+        "merging partition"
+    );
+
     let clean = !rows
         .sources
         .iter()

@@ -17,7 +17,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use super::parquet::ParquetError;
 
 /// Small batches are concatenated once a partition holds this many.
-const COALESCE_BATCHES: usize = 64;
+const COALESCE_BATCHES: usize = 8;
 
 /// An encoded, sorted piece of a partition, spilled to a local file.
 #[derive(Debug, Clone)]
