@@ -1,0 +1,16 @@
+# Multi-stage build: compile with the Rust toolchain, ship only the binary, its CA roots and the
+# example jobs on a distroless base (no shell, no compiler). Entry point: cxlake.
+FROM rust:1-slim-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY schemas ./schemas
+RUN cargo build --release --locked && strip target/release/cxlake
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/cxlake /usr/local/bin/cxlake
+COPY jobs /jobs
+WORKDIR /jobs
+ENTRYPOINT ["/usr/local/bin/cxlake"]
+CMD ["--help"]
