@@ -27,15 +27,15 @@ COMPETITORS = ["pyarrow", "duckdb", "polars"]
 
 
 def measure(cmd: list[str], env: dict | None = None) -> dict:
-    """Wall time and peak RSS of one child process."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{out}\n{err}")
-    return {"seconds": seconds, "max_rss_mb": usage.ru_maxrss / 1024, "stdout": out}
+    """Wall time and peak RSS of one command, taken by bench/measure.py."""
+    proc = subprocess.run([sys.executable, str(HERE / "measure.py"), *cmd], env={**os.environ, **(env or {})},
+                          capture_output=True, text=True)
+    *output, last = proc.stdout.rstrip("\n").split("\n")
+    result = json.loads(last)
+    if proc.returncode != 0 or result["code"] != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return {**result, "stdout": "\n".join(output)}
+
 
 
 def generate(work: pathlib.Path, rows: int) -> dict[str, pathlib.Path]:

@@ -7,7 +7,7 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 
-use cxlake::connect::job::{ConnectJob, RunReport};
+use cxlake::connect::job::{ConnectJob, OpenMode, RunReport};
 use cxlake::job::{self, Job, JobKind};
 use cxlake::window::Window;
 
@@ -233,9 +233,17 @@ fn describe(job: &Job) -> String {
 
 async fn run_job(job: &Job, window: Window, dry_run: bool) -> Result<u8, Failure> {
     let JobKind::ConnectIntervals(source) = &job.kind;
-    let connect = ConnectJob::open(job, source, dry_run)
-        .await
-        .with_context(|| format!("job {}", job.name))?;
+    let connect = ConnectJob::open(
+        job,
+        source,
+        if dry_run {
+            OpenMode::DryRun
+        } else {
+            OpenMode::Run
+        },
+    )
+    .await
+    .with_context(|| format!("job {}", job.name))?;
     let plan = connect
         .plan(window)
         .await
@@ -346,7 +354,7 @@ fn print_summary(job: &Job, connect: &ConnectJob<'_>, report: &RunReport) {
 
 async fn print_schema(job: &Job) -> Result<(), Failure> {
     let JobKind::ConnectIntervals(source) = &job.kind;
-    let connect = ConnectJob::open(job, source, true).await?;
+    let connect = ConnectJob::open(job, source, OpenMode::Inspect).await?;
     let schema = connect.table_schema().await?;
     println!(
         "table {} (partitioned by dt string, YYYY-MM-DD in {})",
@@ -373,7 +381,7 @@ async fn catalog_sync(job: &Job) -> Result<(), Failure> {
         )));
     };
     let JobKind::ConnectIntervals(source) = &job.kind;
-    let connect = ConnectJob::open(job, source, true).await?;
+    let connect = ConnectJob::open(job, source, OpenMode::Inspect).await?;
     let schema = connect.table_schema().await?;
     let outcome = connect.sync_catalog(catalog, &schema).await?;
     println!(

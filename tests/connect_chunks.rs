@@ -51,7 +51,7 @@ async fn every_row_lands_whatever_the_chunk_size() {
     let JobKind::ConnectIntervals(settings) = &job.kind;
     let mut previous: Option<Vec<(String, usize)>> = None;
     for chunk_bytes in [1, 97, 4096, 1 << 20] {
-        let connect = ConnectJob::open(&job, settings, false)
+        let connect = ConnectJob::open(&job, settings, cxlake::connect::job::OpenMode::Run)
             .await
             .unwrap()
             .with_chunk_bytes(chunk_bytes);

@@ -180,20 +180,32 @@ pub struct ConnectJob<'a> {
     chunk_bytes: usize,
 }
 
+/// What a [`ConnectJob`] is opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read the source and write the lake (a missing `file://` lake folder is created).
+    Run,
+    /// Plan only: read the source, never create or write the lake.
+    DryRun,
+    /// Schema and catalog commands: neither folder needs to exist.
+    Inspect,
+}
+
 impl<'a> ConnectJob<'a> {
-    /// Opens the source and the lake (a `dry_run` creates no `file://` lake folder).
+    /// Opens the source and the lake for `mode`.
     pub async fn open(
         job: &'a Job,
         source: &'a ConnectSource,
-        dry_run: bool,
+        mode: OpenMode,
     ) -> Result<Self, RunError> {
-        let src = Location::open(&source.url, source.region.as_deref(), Access::MustExist).await?;
-        let access = if dry_run {
-            Access::ReadOnly
-        } else {
-            Access::Create
+        let (source_access, lake_access) = match mode {
+            OpenMode::Run => (Access::MustExist, Access::Create),
+            OpenMode::DryRun => (Access::MustExist, Access::ReadOnly),
+            OpenMode::Inspect => (Access::ReadOnly, Access::ReadOnly),
         };
-        let lake = Location::open(&job.lake.url, job.lake.region.as_deref(), access).await?;
+        let src = Location::open(&source.url, source.region.as_deref(), source_access).await?;
+        let lake = Location::open(&job.lake.url, job.lake.region.as_deref(), lake_access).await?;
+
         Ok(ConnectJob {
             job,
             source_settings: source,

@@ -196,6 +196,10 @@ impl RawJob {
                 problems.push(format!(
                     "job.kind: unknown kind {other:?}; this version runs \"connect-intervals\""
                 ));
+                // Still check a [source] against the one kind that has one: every problem at once.
+                if let Some(source) = &self.source {
+                    source.validate(problems);
+                }
                 None
             }
             None => None,

@@ -1,12 +1,17 @@
-"""Harness for the integration tests: the real `cxlake` binary, temp lakes, and a moto server."""
+"""Harness for the integration tests: the real `cxlake` binary, temp job files, and a moto server.
+
+The binary comes from the environment variable CXLAKE_BIN (`make test` sets it). Nothing is
+skipped when it is missing: every test that needs it fails with a message saying so.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
-import socket
 import subprocess
-import textwrap
+import typing
+import uuid
 
 import boto3
 import pytest
@@ -14,86 +19,171 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
+# --------------------------------------------------------------------------------------------
+# The binary
+
+
+class Result(typing.NamedTuple):
+    """What one cxlake invocation returned; unpacks as (code, stdout, stderr)."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def __str__(self) -> str:  # shown by assertion messages
+        return f"exit {self.code}\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+
+
+def cxlake_path() -> str:
+    path = os.environ.get("CXLAKE_BIN")
+    if not path:
+        pytest.fail("CXLAKE_BIN is not set: point it at the built cxlake binary (`make test` does)", pytrace=False)
+    resolved = pathlib.Path(path).resolve()
+    if not resolved.is_file() or not os.access(resolved, os.X_OK):
+        pytest.fail(f"CXLAKE_BIN={path} is not an executable file; build cxlake first", pytrace=False)
+    return str(resolved)
+
+
 @pytest.fixture(scope="session")
 def cxlake_bin() -> str:
-    path = os.environ.get("CXLAKE_BIN")
-    assert path and pathlib.Path(path).exists(), "set CXLAKE_BIN to the built cxlake binary (make test does)"
-    return str(pathlib.Path(path).resolve())
-
-
-class Runner:
-    """Runs cxlake in a working directory with a controlled environment."""
-
-    def __init__(self, binary: str, cwd: pathlib.Path, env: dict[str, str]):
-        self.binary, self.cwd, self.env = binary, cwd, env
-
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        full_env = {**self.env, **(env or {})}
-        return subprocess.run([self.binary, *args], cwd=self.cwd, env=full_env, capture_output=True, text=True, timeout=300)
+    return cxlake_path()
 
 
 def base_env() -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TMPDIR", "LANG")}
-    return {**keep, "CXLAKE_LOG": "warn"}
+    """A clean environment: no CXLAKE_* or AWS_* settings leak in from the developer's shell."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "SYSTEMROOT")}
+    return {
+        **keep,
+        "CXLAKE_LOG": "warn",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        # no profile/SSO files from the developer's home
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+
+
+def run_cxlake(args: typing.Sequence[str], cwd: os.PathLike | str, env: dict[str, str] | None = None,
+               binary: str | None = None, timeout: float = 300) -> Result:
+    """Runs `cxlake <args>` in `cwd` with a clean environment plus `env`; returns (code, stdout, stderr)."""
+    completed = subprocess.run(
+        [binary or cxlake_path(), *map(str, args)],
+        cwd=cwd,
+        env={**base_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=timeout,
+    )
+    return Result(completed.returncode, completed.stdout, completed.stderr)
 
 
 @pytest.fixture
-def run(cxlake_bin, tmp_path) -> Runner:
-    return Runner(cxlake_bin, tmp_path, base_env())
+def cx(cxlake_bin, tmp_path):
+    """`cx("run", "job.toml", env={...})` runs cxlake in this test's temp directory."""
+
+    def call(*args: str, env: dict[str, str] | None = None, cwd: os.PathLike | None = None) -> Result:
+        return run_cxlake(args, cwd or tmp_path, env, binary=cxlake_bin)
+
+    return call
 
 
-def write_job(directory: pathlib.Path, name: str = "job.toml", **sections: dict) -> pathlib.Path:
-    """Writes a job file from section dicts (values are TOML-quoted strings)."""
-    lines = []
+# --------------------------------------------------------------------------------------------
+# Job files
+
+
+def toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    # A JSON string is a valid TOML basic string (same escapes).
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def write_job(directory: os.PathLike, name: str = "job.toml", **sections: dict | None) -> pathlib.Path:
+    """Writes a job file from one dict per section, e.g. write_job(d, job={...}, source={...})."""
+    lines: list[str] = []
     for section, values in sections.items():
+        if values is None:
+            continue
         lines.append(f"[{section}]")
-        lines += [f'{k} = "{v}"' for k, v in values.items()]
-    path = directory / name
-    path.write_text("\n".join(lines) + "\n")
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+        lines.append("")
+    path = pathlib.Path(directory) / name
+    path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
 
-def connect_job(directory: pathlib.Path, source: str = "file://reports/", lake: str = "file://lake",
-                report: str = "queue", timezone: str = "UTC", name: str = "connect-queue", **extra) -> pathlib.Path:
-    sections = {
-        "job": {"name": name, "kind": "connect-intervals", "timezone": timezone},
-        "source": {"url": source, "report": report, "instance": "demo"},
-        "lake": {"url": lake},
-    }
-    sections.update(extra)
-    return write_job(directory, **sections)
+def connect_job(directory: os.PathLike, *, source: str = "file://reports/", lake: str = "file://lake",
+                report: str = "queue", timezone: str = "UTC", name: str = "connect-queue",
+                instance: str = "demo", catalog: str | None = None, file: str = "job.toml") -> pathlib.Path:
+    """A connect-intervals job file (relative file:// URLs resolve from the run's working directory)."""
+    return write_job(
+        directory,
+        file,
+        job={"name": name, "kind": "connect-intervals", "timezone": timezone},
+        source={"url": source, "report": report, "instance": instance},
+        lake={"url": lake},
+        catalog={"database": catalog} if catalog else None,
+    )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# --------------------------------------------------------------------------------------------
+# moto: S3 and Glue served over HTTP in this process, for the whole session
+
+REGION = "us-east-1"
 
 
 @pytest.fixture(scope="session")
-def moto():
-    """A moto server (S3, Glue) on a free loopback port, for the whole session."""
+def moto_server():
     from moto.server import ThreadedMotoServer
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def aws(moto_server):
+    """Environment for cxlake and boto3 clients, all pointed at the moto server."""
     env = {
-        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ENDPOINT_URL": moto_server,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
     }
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
-    yield {
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    return {
+        "endpoint": moto_server,
         "env": env,
-        "s3": session.client("s3", endpoint_url=endpoint),
-        "glue": session.client("glue", endpoint_url=endpoint),
+        "s3": session.client("s3", endpoint_url=moto_server),
+        "glue": session.client("glue", endpoint_url=moto_server),
     }
-    server.stop()
 
 
-def dedent(text: str) -> str:
-    return textwrap.dedent(text).lstrip("\n")
+@pytest.fixture
+def buckets(aws):
+    """Fresh, uniquely named report and lake buckets for one test."""
+    suffix = uuid.uuid4().hex[:12]
+    names = {"reports": f"cx-reports-{suffix}", "lake": f"cx-lake-{suffix}"}
+    for bucket in names.values():
+        aws["s3"].create_bucket(Bucket=bucket)
+    return names
+
+
+@pytest.fixture
+def glue_database():
+    """A database name no other test uses (moto state lives for the whole session)."""
+    return f"cc_{uuid.uuid4().hex[:10]}"
