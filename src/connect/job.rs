@@ -37,7 +37,7 @@ const FILES_IN_FLIGHT: usize = 32;
 /// Partitions merged and written at the same time.
 const PARTITIONS_IN_FLIGHT: usize = 4;
 /// Rows kept in memory before the oldest partitions are compacted.
-const MEMORY_BUDGET: usize = 48 << 20;
+const MEMORY_BUDGET: usize = 32 << 20;
 /// Partitions compacted at the same time.
 const COMPACTIONS_IN_FLIGHT: usize = 2;
 
@@ -456,20 +456,17 @@ impl<'a> ConnectJob<'a> {
                 },
             };
             pending.push_back(cpu(move || parse::parse_rows(&ctx, &data, first_line)));
-            while pending.len() >= CHUNKS_IN_FLIGHT {
-                self.absorb(
-                    pending.next().await,
-                    compactor,
-                    &source_key,
-                    &mut rows,
-                    &mut failure,
-                )
-                .await?;
+            // Keep at most CHUNKS_IN_FLIGHT chunks parsing; the last pass drains them all.
+            let keep = if finished { 0 } else { CHUNKS_IN_FLIGHT - 1 };
+            while pending.len() > keep {
+                let parsed = pending.next().await;
+                self.absorb(parsed, compactor, &source_key, &mut rows, &mut failure)
+                    .await?;
             }
         }
-        while !pending.is_empty() {
+        while let Some(parsed) = pending.next().await {
             self.absorb(
-                pending.next().await,
+                Some(parsed),
                 compactor,
                 &source_key,
                 &mut rows,
