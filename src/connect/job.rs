@@ -335,7 +335,7 @@ impl<'a> ConnectJob<'a> {
         for r in &report.rejected {
             let content = self
                 .source
-                .get(&self.relative_of(&r.reason.source_key))
+                .get(self.relative_of(&r.reason.source_key))
                 .await?
                 .unwrap_or_default();
             state::write_reject(&self.lake, &self.job.name, &r.file_name, content, &r.reason)
@@ -385,20 +385,15 @@ impl<'a> ConnectJob<'a> {
         Ok(self.schema.table_schema(&meta.extra_columns))
     }
 
+    /// The lineage value of a report: its URL as the job names the source.
     fn source_key(&self, key: &ReportKey) -> String {
-        format!(
-            "{}{}",
-            self.source_settings.url.trim_end_matches('/').to_string() + "/",
-            key.relative
-        )
+        self.source.url_of(&key.relative)
     }
 
-    fn relative_of(&self, source_key: &str) -> String {
-        let root = self.source_settings.url.trim_end_matches('/').to_string() + "/";
+    fn relative_of<'k>(&self, source_key: &'k str) -> &'k str {
         source_key
-            .strip_prefix(&root)
+            .strip_prefix(self.source.url())
             .unwrap_or(source_key)
-            .to_string()
     }
 
     /// Reads one report file into the buffers; a bad file is rejected, never fatal.
