@@ -6,10 +6,10 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY schemas ./schemas
-RUN cargo build --release --locked && strip target/release/cxlake
+RUN cargo build --profile dist --locked && strip target/dist/cxlake
 
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/cxlake /usr/local/bin/cxlake
+COPY --from=build /src/target/dist/cxlake /usr/local/bin/cxlake
 COPY jobs /jobs
 WORKDIR /jobs
 ENTRYPOINT ["/usr/local/bin/cxlake"]

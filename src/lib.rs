@@ -7,9 +7,12 @@
 pub mod aws;
 pub mod catalog;
 pub mod connect;
+pub mod emulator;
 pub mod exec;
+pub mod export;
 pub mod job;
 pub mod lake;
 pub mod observe;
+pub mod salesforce;
 pub mod state;
 pub mod window;

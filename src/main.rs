@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 
 use cxlake::connect::job::{ConnectJob, OpenMode, RunReport};
+use cxlake::export::{ExportError, ExportJob};
 use cxlake::job::{self, Job, JobKind};
 use cxlake::window::Window;
 
@@ -77,6 +78,8 @@ enum Command {
         /// Job file.
         job: PathBuf,
     },
+    /// Serve the built-in Salesforce API emulator (demo, tests, benchmarks).
+    Emulator(cxlake::emulator::EmulatorArgs),
     /// Glue Data Catalog commands.
     Catalog {
         #[command(subcommand)]
@@ -156,6 +159,10 @@ fn try_main(cli: Cli) -> Result<u8, Failure> {
             runtime.block_on(print_schema(&job))?;
             Ok(exit::OK)
         }
+        Command::Emulator(args) => {
+            runtime.block_on(cxlake::emulator::run(args))?;
+            Ok(exit::OK)
+        }
         Command::Catalog {
             command: CatalogCommand::Sync { job },
         } => {
@@ -219,6 +226,36 @@ fn describe(job: &Job) -> String {
             lines.push(format!("  source.report = {:?}", source.report.name()));
             lines.push(format!("  source.instance = {:?}", source.instance));
         }
+        JobKind::SalesforceExport(spec) => {
+            let sf = &spec.salesforce;
+            lines.push(format!("  salesforce.login_url = {:?}", sf.login_url));
+            lines.push(format!("  salesforce.auth = {:?}", sf.auth.name()));
+            if let Some(user) = &sf.username {
+                lines.push(format!("  salesforce.username = {user:?}"));
+            }
+            // The credentials setting names where secrets live (env, a file, a secret ARN), never a value.
+            lines.push(format!("  salesforce.credentials = {:?}", sf.credentials));
+            lines.push(format!("  salesforce.api_version = {:?}", sf.api_version));
+            lines.push(format!("  salesforce.api = {:?}", sf.api));
+            lines.push(format!(
+                "  salesforce.bulk_threshold = {}",
+                sf.bulk_threshold
+            ));
+            lines.push(format!("  salesforce.page_size = {}", sf.page_size));
+            lines.push(format!("  export.mode = {:?}", spec.export.mode));
+            for object in &spec.export.objects {
+                lines.push(format!(
+                    "  export.object {} fields={} filter={:?}",
+                    object.name,
+                    if object.fields.is_empty() {
+                        "all".to_string()
+                    } else {
+                        object.fields.join(",")
+                    },
+                    object.filter
+                ));
+            }
+        }
     }
     lines.push(format!("  lake.url = {:?}", job.lake.url));
     if let Some(catalog) = &job.catalog {
@@ -232,7 +269,127 @@ fn describe(job: &Job) -> String {
 }
 
 async fn run_job(job: &Job, window: Window, dry_run: bool) -> Result<u8, Failure> {
-    let JobKind::ConnectIntervals(source) = &job.kind;
+    match &job.kind {
+        JobKind::ConnectIntervals(source) => run_connect(job, source, window, dry_run).await,
+        JobKind::SalesforceExport(spec) => run_export(job, spec, window, dry_run).await,
+    }
+}
+
+async fn run_export(
+    job: &Job,
+    spec: &cxlake::job::SalesforceExport,
+    window: Window,
+    dry_run: bool,
+) -> Result<u8, Failure> {
+    let export = ExportJob::open(job, spec, dry_run)
+        .await
+        .with_context(|| format!("job {}", job.name))?;
+    if dry_run {
+        let lines = export
+            .plan(&window)
+            .await
+            .map_err(export_failure)
+            .map_err(|f| f.context(&job.name))?;
+        println!(
+            "plan for {} ({} objects, {:?} mode):",
+            job.name,
+            lines.len(),
+            spec.export.mode
+        );
+        for line in lines {
+            println!("  {line}");
+        }
+        println!("dry run: nothing written");
+        return Ok(exit::OK);
+    }
+    let report = export
+        .run(&window)
+        .await
+        .map_err(export_failure)
+        .map_err(|f| f.context(&job.name))?;
+    let rows: u64 = report.objects.iter().map(|o| o.rows).sum();
+    tracing::info!(
+        job = %job.name,
+        objects = report.objects.len(),
+        failed = report.failed.len(),
+        rows,
+        seconds = report.seconds,
+        salesforce_token_calls = report.calls.0,
+        salesforce_api_calls = report.calls.1,
+        salesforce_retries = report.calls.2,
+        lake_get = report.lake_requests.0,
+        lake_put = report.lake_requests.1,
+        "run finished"
+    );
+    let summary: Vec<String> = report
+        .objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {} rows ({} deleted) via {}{}",
+                o.table,
+                o.rows,
+                o.deleted,
+                o.api.name(),
+                o.latest_rows
+                    .map(|n| format!(", latest {n}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    println!(
+        "{}: {} objects, {rows} rows in {:.2}s; {}",
+        job.name,
+        report.objects.len(),
+        report.seconds,
+        if summary.is_empty() {
+            "-".to_string()
+        } else {
+            summary.join("; ")
+        }
+    );
+    println!(
+        "requests: salesforce {} token, {} API ({} retries, {} re-logins); lake {} GET, {} PUT",
+        report.calls.0,
+        report.calls.1,
+        report.calls.2,
+        report.calls.3,
+        report.lake_requests.0,
+        report.lake_requests.1
+    );
+    for (object, error) in &report.failed {
+        eprintln!("error: {}: {object}: {error}", job.name);
+    }
+    Ok(if report.failed.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
+}
+
+/// Export errors: a bad window is a usage error, everything else a failure.
+fn export_failure(error: ExportError) -> Failure {
+    match error {
+        ExportError::Usage(_) => usage(error.into()),
+        other => other.into(),
+    }
+}
+
+impl Failure {
+    fn context(self, what: &str) -> Failure {
+        Failure {
+            code: self.code,
+            error: self.error.context(format!("job {what}")),
+        }
+    }
+}
+
+async fn run_connect(
+    job: &Job,
+    source: &cxlake::job::ConnectSource,
+    window: Window,
+    dry_run: bool,
+) -> Result<u8, Failure> {
     let connect = ConnectJob::open(
         job,
         source,
@@ -352,8 +509,23 @@ fn print_summary(job: &Job, connect: &ConnectJob<'_>, report: &RunReport) {
     }
 }
 
+/// Connect settings of a job, or a usage error for kinds whose schema comes from the source.
+fn connect_source<'a>(
+    job: &'a Job,
+    command: &str,
+) -> Result<&'a cxlake::job::ConnectSource, Failure> {
+    match &job.kind {
+        JobKind::ConnectIntervals(source) => Ok(source),
+        other => Err(usage(anyhow::anyhow!(
+            "`cxlake {command}` supports connect-intervals jobs; a {} job's schema comes from Salesforce describe \
+             (see `cxlake run {{job}} --dry-run`; each run updates Glue)",
+            other.name()
+        ))),
+    }
+}
+
 async fn print_schema(job: &Job) -> Result<(), Failure> {
-    let JobKind::ConnectIntervals(source) = &job.kind;
+    let source = connect_source(job, "schema")?;
     let connect = ConnectJob::open(job, source, OpenMode::Inspect).await?;
     let schema = connect.table_schema().await?;
     println!(
@@ -380,7 +552,7 @@ async fn catalog_sync(job: &Job) -> Result<(), Failure> {
             job.name
         )));
     };
-    let JobKind::ConnectIntervals(source) = &job.kind;
+    let source = connect_source(job, "catalog sync")?;
     let connect = ConnectJob::open(job, source, OpenMode::Inspect).await?;
     let schema = connect.table_schema().await?;
     let outcome = connect.sync_catalog(catalog, &schema).await?;

@@ -217,7 +217,11 @@ fn table_input(def: &TableDefinition, columns: &[(String, String)]) -> TableInpu
         .name(&def.name)
         .description(&def.description)
         .table_type("EXTERNAL_TABLE")
-        .partition_keys(column("dt", "string"))
+        .set_partition_keys(
+            def.partition
+                .as_ref()
+                .map(|p| vec![column(&p.column, "string")]),
+        )
         .set_parameters(Some(def.parameters().into_iter().collect()))
         .storage_descriptor(sd)
         .build()

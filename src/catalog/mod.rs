@@ -5,4 +5,4 @@ mod glue;
 mod types;
 
 pub use glue::{sync_table, CatalogError, SyncOutcome};
-pub use types::{glue_type, TableDefinition};
+pub use types::{glue_type, DatePartition, TableDefinition};

@@ -32,34 +32,53 @@ pub struct TableDefinition {
     pub schema: SchemaRef,
     /// `s3://bucket/prefix/<table>/`.
     pub location: String,
-    /// First day of the `dt` projection.
-    pub projection_start: NaiveDate,
+    /// The date partition column (`dt`, `snapshot_date`) projected from this day on; `None`
+    /// for an unpartitioned table (e.g. `sf_<object>_latest`).
+    pub partition: Option<DatePartition>,
+}
+
+/// A `yyyy-MM-dd` string partition column with Athena partition projection.
+#[derive(Debug, Clone)]
+pub struct DatePartition {
+    /// Column name.
+    pub column: String,
+    /// First day of the projection range.
+    pub start: NaiveDate,
 }
 
 impl TableDefinition {
-    /// Table parameters: Parquet classification and `dt` partition projection (values generated
-    /// in UTC at query time, so the range ends at `NOW+1DAYS` for zones ahead of UTC).
+    /// Table parameters: Parquet classification and, for a partitioned table, date partition
+    /// projection (values generated in UTC at query time, so the range ends at `NOW+1DAYS` for
+    /// zones ahead of UTC).
     pub fn parameters(&self) -> BTreeMap<String, String> {
-        [
+        let mut out: BTreeMap<String, String> = [
             ("EXTERNAL", "TRUE".to_string()),
             ("classification", "parquet".to_string()),
-            ("projection.enabled", "true".to_string()),
-            ("projection.dt.type", "date".to_string()),
-            ("projection.dt.format", "yyyy-MM-dd".to_string()),
-            (
-                "projection.dt.range",
-                format!("{},NOW+1DAYS", self.projection_start.format("%Y-%m-%d")),
-            ),
-            ("projection.dt.interval", "1".to_string()),
-            ("projection.dt.interval.unit", "DAYS".to_string()),
-            (
-                "storage.location.template",
-                format!("{}dt=${{dt}}/", self.location),
-            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        .collect();
+        if let Some(p) = &self.partition {
+            let c = &p.column;
+            for (k, v) in [
+                ("projection.enabled".to_string(), "true".to_string()),
+                (format!("projection.{c}.type"), "date".to_string()),
+                (format!("projection.{c}.format"), "yyyy-MM-dd".to_string()),
+                (
+                    format!("projection.{c}.range"),
+                    format!("{},NOW+1DAYS", p.start.format("%Y-%m-%d")),
+                ),
+                (format!("projection.{c}.interval"), "1".to_string()),
+                (format!("projection.{c}.interval.unit"), "DAYS".to_string()),
+                (
+                    "storage.location.template".to_string(),
+                    format!("{}{c}=${{{c}}}/", self.location),
+                ),
+            ] {
+                out.insert(k, v);
+            }
+        }
+        out
     }
 }
 
@@ -93,7 +112,10 @@ mod tests {
             description: String::new(),
             schema: ReportSchema::get(ReportKind::Agent).table_schema(&[]),
             location: "s3://lake/cx/t/".into(),
-            projection_start: NaiveDate::from_ymd_opt(2017, 1, 1).unwrap(),
+            partition: Some(DatePartition {
+                column: "dt".into(),
+                start: NaiveDate::from_ymd_opt(2017, 1, 1).unwrap(),
+            }),
         };
         let p = def.parameters();
         assert_eq!(p["storage.location.template"], "s3://lake/cx/t/dt=${dt}/");

@@ -374,7 +374,10 @@ impl<'a> ConnectJob<'a> {
             description: self.schema.description.clone(),
             schema: table_schema.clone(),
             location: self.lake.url_of(&layout::table_prefix(&self.schema.table)),
-            projection_start: catalog.projection_start,
+            partition: Some(crate::catalog::DatePartition {
+                column: "dt".into(),
+                start: catalog.projection_start,
+            }),
         };
         Ok(crate::catalog::sync_table(&client, &catalog.database, &definition).await?)
     }

@@ -6,15 +6,16 @@
 mod model;
 
 pub use model::{
-    CatalogSettings, ConnectSource, Job, JobKind, LakeSettings, ReportKind,
-    DEFAULT_PROJECTION_START,
+    ApiChoice, CatalogSettings, ConnectSource, ExportMode, ExportSettings, Job, JobKind,
+    LakeSettings, ObjectSpec, ReportKind, SalesforceExport, SalesforceSettings,
+    DEFAULT_API_VERSION, DEFAULT_BULK_THRESHOLD, DEFAULT_PAGE_SIZE, DEFAULT_PROJECTION_START,
 };
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Sections that environment variables may override.
-const SECTIONS: &[&str] = &["job", "source", "lake", "catalog"];
+const SECTIONS: &[&str] = &["job", "source", "lake", "catalog", "salesforce", "export"];
 /// Prefix of the environment variables that override job settings.
 pub const ENV_PREFIX: &str = "CXLAKE_";
 
@@ -138,7 +139,9 @@ url = "file://lake"
         let job = load(file.path(), &BTreeMap::new()).unwrap();
         assert_eq!(job.name, "connect-queue");
         assert_eq!(job.timezone.name(), "America/New_York");
-        let JobKind::ConnectIntervals(src) = &job.kind;
+        let JobKind::ConnectIntervals(src) = &job.kind else {
+            panic!("wrong kind")
+        };
         assert_eq!(src.report, ReportKind::Queue);
     }
 

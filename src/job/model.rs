@@ -4,6 +4,9 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use crate::salesforce::auth::AuthFlow;
+use crate::salesforce::credentials::CredentialSource;
+
 /// First day of the Glue `dt` projection range unless the job sets one (Amazon Connect launched in 2017).
 pub const DEFAULT_PROJECTION_START: &str = "2017-01-01";
 
@@ -27,6 +30,80 @@ pub struct Job {
 pub enum JobKind {
     /// Amazon Connect scheduled interval reports.
     ConnectIntervals(ConnectSource),
+    /// Salesforce objects via Bulk API 2.0 / REST query.
+    SalesforceExport(SalesforceExport),
+}
+
+/// A `salesforce-export` job: the org and what to export.
+#[derive(Debug, Clone)]
+pub struct SalesforceExport {
+    /// How to reach the org.
+    pub salesforce: SalesforceSettings,
+    /// Objects and mode.
+    pub export: ExportSettings,
+}
+
+/// How to reach and log in to a Salesforce org (`[salesforce]`).
+#[derive(Debug, Clone)]
+pub struct SalesforceSettings {
+    /// Token host: `https://login.salesforce.com`, `https://test.salesforce.com` or a My Domain URL.
+    pub login_url: String,
+    /// OAuth flow.
+    pub auth: AuthFlow,
+    /// Integration user (JWT and password flows), unless the credentials carry `Username`.
+    pub username: Option<String>,
+    /// Where the secrets come from.
+    pub credentials: CredentialSource,
+    /// API version, e.g. `66.0`.
+    pub api_version: String,
+    /// REST, Bulk, or automatic by record count.
+    pub api: ApiChoice,
+    /// Automatic mode: Bulk at or above this many records, REST below (AppFlow's rule: 1,000,000).
+    pub bulk_threshold: u64,
+    /// Bulk results page size (`maxRecords`).
+    pub page_size: u64,
+    /// Extra trusted CA certificate (PEM), e.g. the emulator's.
+    pub ca_file: Option<String>,
+}
+
+/// Which query API an export uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiChoice {
+    /// REST below `bulk_threshold` records, Bulk API 2.0 at or above.
+    Auto,
+    /// Always REST query.
+    Rest,
+    /// Always Bulk API 2.0.
+    Bulk,
+}
+
+/// Export mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportMode {
+    /// Full extract of every object on each run.
+    Snapshot,
+    /// Rows changed (or deleted) since the last run's `SystemModstamp` watermark.
+    Incremental,
+}
+
+/// What to export (`[export]`).
+#[derive(Debug, Clone)]
+pub struct ExportSettings {
+    /// Snapshot or incremental.
+    pub mode: ExportMode,
+    /// Objects in run order.
+    pub objects: Vec<ObjectSpec>,
+}
+
+/// One exported object.
+#[derive(Debug, Clone)]
+pub struct ObjectSpec {
+    /// API name, e.g. `Account`.
+    pub name: String,
+    /// Field paths; empty = every exportable field.
+    pub fields: Vec<String>,
+    /// Optional SOQL condition ANDed into the query.
+    pub filter: Option<String>,
 }
 
 impl JobKind {
@@ -34,6 +111,7 @@ impl JobKind {
     pub fn name(&self) -> &'static str {
         match self {
             JobKind::ConnectIntervals(_) => "connect-intervals",
+            JobKind::SalesforceExport(_) => "salesforce-export",
         }
     }
 }
@@ -94,7 +172,39 @@ pub(super) struct RawJob {
     source: Option<RawSource>,
     lake: Option<RawLake>,
     catalog: Option<RawCatalog>,
+    salesforce: Option<RawSalesforce>,
+    export: Option<RawExport>,
 }
+
+#[derive(Debug, Deserialize)]
+struct RawSalesforce {
+    login_url: Option<String>,
+    auth: Option<String>,
+    username: Option<String>,
+    credentials: Option<String>,
+    api_version: Option<toml::Value>,
+    api: Option<String>,
+    bulk_threshold: Option<i64>,
+    page_size: Option<i64>,
+    ca_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawExport {
+    mode: Option<String>,
+    objects: Option<Vec<String>>,
+    #[serde(default)]
+    fields: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    filter: std::collections::BTreeMap<String, String>,
+}
+
+/// Default API version (Spring '26); older versions hide newer fields.
+pub const DEFAULT_API_VERSION: &str = "66.0";
+/// AppFlow's automatic threshold: Bulk API 2.0 at or above one million records.
+pub const DEFAULT_BULK_THRESHOLD: u64 = 1_000_000;
+/// Bulk results page size asked for (`maxRecords`), as simple-salesforce and tap-salesforce do.
+pub const DEFAULT_PAGE_SIZE: u64 = 50_000;
 
 #[derive(Debug, Deserialize)]
 struct RawJobSection {
@@ -192,9 +302,31 @@ impl RawJob {
                     None
                 }
             },
+            Some("salesforce-export") => match (&self.salesforce, &self.export) {
+                (Some(sf), Some(export)) => {
+                    let salesforce = sf.validate(problems);
+                    let export = export.validate(problems);
+                    Some(JobKind::SalesforceExport(SalesforceExport {
+                        salesforce: salesforce?,
+                        export: export?,
+                    }))
+                }
+                (sf, export) => {
+                    for (missing, name) in
+                        [(sf.is_none(), "salesforce"), (export.is_none(), "export")]
+                    {
+                        if missing {
+                            problems.push(format!(
+                                "{name}: missing section (a salesforce-export job reads [salesforce] and [export])"
+                            ));
+                        }
+                    }
+                    None
+                }
+            },
             Some(other) => {
                 problems.push(format!(
-                    "job.kind: unknown kind {other:?}; this version runs \"connect-intervals\""
+                    "job.kind: unknown kind {other:?}; this version runs \"connect-intervals\" and \"salesforce-export\""
                 ));
                 // Still check a [source] against the one kind that has one: every problem at once.
                 if let Some(source) = &self.source {
@@ -284,6 +416,167 @@ impl RawCatalog {
         Some(CatalogSettings {
             database: database.to_string(),
             projection_start,
+        })
+    }
+}
+
+impl RawSalesforce {
+    fn validate(&self, problems: &mut Vec<String>) -> Option<SalesforceSettings> {
+        let login_url = self
+            .login_url
+            .clone()
+            .unwrap_or_else(|| "https://login.salesforce.com".to_string());
+        if !(login_url.starts_with("https://") || login_url.starts_with("http://")) {
+            problems.push(format!(
+                "salesforce.login_url: expected an https:// URL, got {login_url:?}"
+            ));
+        }
+        let auth = match self.auth.as_deref().map(AuthFlow::parse) {
+            None => Some(AuthFlow::Jwt),
+            Some(Some(flow)) => Some(flow),
+            Some(None) => {
+                problems.push(format!(
+                    "salesforce.auth: expected jwt, refresh-token, client-credentials or password, got {:?}",
+                    self.auth.as_deref().unwrap_or_default()
+                ));
+                None
+            }
+        };
+        let credentials =
+            match CredentialSource::parse(self.credentials.as_deref().unwrap_or("env")) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    problems.push(format!("salesforce.credentials: {e}"));
+                    None
+                }
+            };
+        // `66.0` reads as a float in TOML and env overrides; accept strings and numbers.
+        let api_version = match &self.api_version {
+            None => Some(DEFAULT_API_VERSION.to_string()),
+            Some(toml::Value::String(s)) => Some(s.trim_start_matches('v').to_string()),
+            Some(toml::Value::Float(f)) => Some(format!("{f:.1}")),
+            Some(toml::Value::Integer(i)) => Some(format!("{i}.0")),
+            Some(other) => {
+                problems.push(format!(
+                    "salesforce.api_version: expected e.g. \"66.0\", got {other}"
+                ));
+                None
+            }
+        };
+        if let Some(v) = &api_version {
+            match v.parse::<f64>() {
+                Ok(n) if n >= 47.0 => {}
+                _ => problems.push(format!(
+                    "salesforce.api_version: Bulk API 2.0 query needs 47.0 or later, got {v:?}"
+                )),
+            }
+        }
+        let api = match self.api.as_deref() {
+            None | Some("auto") => Some(ApiChoice::Auto),
+            Some("rest") => Some(ApiChoice::Rest),
+            Some("bulk") => Some(ApiChoice::Bulk),
+            Some(other) => {
+                problems.push(format!(
+                    "salesforce.api: expected auto, rest or bulk, got {other:?}"
+                ));
+                None
+            }
+        };
+        let positive =
+            |value: Option<i64>, key: &str, default: u64, problems: &mut Vec<String>| match value {
+                None => Some(default),
+                Some(v) if v > 0 => Some(v as u64),
+                Some(v) => {
+                    problems.push(format!("salesforce.{key}: must be positive, got {v}"));
+                    None
+                }
+            };
+        let bulk_threshold = positive(
+            self.bulk_threshold,
+            "bulk_threshold",
+            DEFAULT_BULK_THRESHOLD,
+            problems,
+        );
+        let page_size = positive(self.page_size, "page_size", DEFAULT_PAGE_SIZE, problems);
+        Some(SalesforceSettings {
+            login_url: login_url.trim_end_matches('/').to_string(),
+            auth: auth?,
+            username: self.username.clone(),
+            credentials: credentials?,
+            api_version: api_version?,
+            api: api?,
+            bulk_threshold: bulk_threshold?,
+            page_size: page_size?,
+            ca_file: self.ca_file.clone(),
+        })
+    }
+}
+
+/// Salesforce API names: letters, digits and underscores, starting with a letter.
+fn is_api_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl RawExport {
+    fn validate(&self, problems: &mut Vec<String>) -> Option<ExportSettings> {
+        let mode = match self.mode.as_deref() {
+            None | Some("incremental") => Some(ExportMode::Incremental),
+            Some("snapshot") => Some(ExportMode::Snapshot),
+            Some(other) => {
+                problems.push(format!(
+                    "export.mode: expected snapshot or incremental, got {other:?}"
+                ));
+                None
+            }
+        };
+        let names = match &self.objects {
+            Some(list) if !list.is_empty() => list.clone(),
+            _ => {
+                problems
+                    .push("export.objects: list at least one object, e.g. [\"Account\"]".into());
+                return None;
+            }
+        };
+        for name in &names {
+            if !is_api_name(name) {
+                problems.push(format!(
+                    "export.objects: {name:?} is not a Salesforce API name"
+                ));
+            }
+        }
+        for (kind, keys) in [
+            ("fields", self.fields.keys().collect::<Vec<_>>()),
+            ("filter", self.filter.keys().collect::<Vec<_>>()),
+        ] {
+            for key in keys {
+                if !names.contains(key) {
+                    problems.push(format!(
+                        "export.{kind}.{key}: {key} is not in export.objects"
+                    ));
+                }
+            }
+        }
+        for (object, fields) in &self.fields {
+            for path in fields {
+                if !path.split('.').all(is_api_name) {
+                    problems.push(format!(
+                        "export.fields.{object}: {path:?} is not a field name or Relationship.Field path"
+                    ));
+                }
+            }
+        }
+        let objects = names
+            .iter()
+            .map(|name| ObjectSpec {
+                name: name.clone(),
+                fields: self.fields.get(name).cloned().unwrap_or_default(),
+                filter: self.filter.get(name).cloned(),
+            })
+            .collect();
+        Some(ExportSettings {
+            mode: mode?,
+            objects,
         })
     }
 }

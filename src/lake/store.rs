@@ -255,6 +255,99 @@ impl Location {
     }
 }
 
+/// Files up to this size are uploaded with one PUT; larger ones as a multipart upload, which
+/// S3 makes visible only when complete (and the local store renames into place).
+const SINGLE_PUT_LIMIT: u64 = 32 << 20;
+/// Part size of multipart uploads.
+const PART_SIZE: usize = 16 << 20;
+
+impl Location {
+    /// Uploads a local file to `relative`; readers see the old object or the whole new one.
+    pub async fn put_file(&self, relative: &str, file: &std::path::Path) -> Result<(), StoreError> {
+        let io_err = |e: std::io::Error| StoreError::Request {
+            url: self.url_of(relative),
+            source: object_store::Error::Generic {
+                store: "local file",
+                source: e.into(),
+            },
+        };
+        let size = tokio::fs::metadata(file).await.map_err(io_err)?.len();
+        if size <= SINGLE_PUT_LIMIT {
+            let bytes = tokio::fs::read(file).await.map_err(io_err)?;
+            return self.put(relative, Bytes::from(bytes)).await;
+        }
+        self.counts.put.fetch_add(1, Ordering::Relaxed);
+        let upload = self
+            .store
+            .put_multipart(&self.path(relative))
+            .await
+            .map_err(self.err(relative))?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut reader = tokio::fs::File::open(file).await.map_err(io_err)?;
+        let mut block = vec![0u8; PART_SIZE];
+        loop {
+            use tokio::io::AsyncReadExt;
+            let n = reader.read(&mut block).await.map_err(io_err)?;
+            if n == 0 {
+                break;
+            }
+            writer
+                .wait_for_capacity(2)
+                .await
+                .map_err(self.err(relative))?;
+            writer.write(&block[..n]);
+        }
+        writer.finish().await.map_err(self.err(relative))?;
+        Ok(())
+    }
+
+    /// Downloads an object to a local file; `false` when it does not exist.
+    pub async fn get_to_file(
+        &self,
+        relative: &str,
+        file: &std::path::Path,
+    ) -> Result<bool, StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let io_err = |e: std::io::Error| StoreError::Request {
+            url: self.url_of(relative),
+            source: object_store::Error::Generic {
+                store: "local file",
+                source: e.into(),
+            },
+        };
+        self.counts.get.fetch_add(1, Ordering::Relaxed);
+        let result = match self.store.get(&self.path(relative)).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(self.err(relative)(e)),
+        };
+        let mut out = tokio::fs::File::create(file).await.map_err(io_err)?;
+        let mut stream = result.into_stream();
+        while let Some(piece) = stream.try_next().await.map_err(self.err(relative))? {
+            out.write_all(&piece).await.map_err(io_err)?;
+        }
+        out.flush().await.map_err(io_err)?;
+        Ok(true)
+    }
+
+    /// Copies an object inside the location (server-side on S3).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        self.counts.put.fetch_add(1, Ordering::Relaxed);
+        self.store
+            .copy(&self.path(from), &self.path(to))
+            .await
+            .map_err(self.err(to))
+    }
+
+    /// Deletes an object (no error when it is already gone).
+    pub async fn delete(&self, relative: &str) -> Result<(), StoreError> {
+        match self.store.delete(&self.path(relative)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(relative)(e)),
+        }
+    }
+}
+
 impl Body {
     /// The next piece of the body, `None` at the end.
     pub async fn next(&mut self) -> object_store::Result<Option<Bytes>> {

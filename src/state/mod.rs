@@ -30,13 +30,33 @@ pub enum StateError {
 pub struct JobState {
     /// The export time of the newest input processed; the next run without a window reads newer inputs.
     pub watermark: Option<DateTime<Utc>>,
+    /// Per-object watermarks of an incremental Salesforce export: rows with a `SystemModstamp`
+    /// up to this instant are in the lake.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub objects: std::collections::BTreeMap<String, DateTime<Utc>>,
 }
 
 /// Per-table metadata.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TableMeta {
     /// Columns added for unknown headers, in the order they were added (always appended).
+    #[serde(default)]
     pub extra_columns: Vec<String>,
+    /// Every column of a table whose schema comes from the source (Salesforce describe), in
+    /// table order: new fields are appended, fields gone from describe stay (as nulls).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<StoredColumn>,
+}
+
+/// A column remembered in [`TableMeta::columns`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredColumn {
+    /// Lake column name.
+    pub name: String,
+    /// Where its values come from (a SOQL path).
+    pub path: String,
+    /// Value kind, e.g. `integer` (one Arrow type each).
+    pub kind: String,
 }
 
 /// Why an input was rejected, stored next to the copy of the input.

@@ -1,0 +1,560 @@
+//! REST JSON records and Bulk API 2.0 CSV pages → one canonical Arrow form (reference §0, §8.1).
+//!
+//! Both APIs go through the same value parsers, so the same record gives identical arrays:
+//! `+0000` and `Z` datetimes become UTC milliseconds, an empty cell and JSON `null` are both
+//! null (Salesforce has no empty text), `42.0` in an integer field is 42, E-notation doubles
+//! parse exactly, `true`/`TRUE`/JSON `true` are one boolean, NUL bytes are stripped from text.
+//! A literal `NA`, `N/A`, `null` or `#N/A` stays text: it is never turned into null.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder,
+    RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{NaiveDate, NaiveTime};
+
+use super::describe::{Column, ValueKind};
+
+/// A value or a page that does not fit its column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NormalizeError {
+    /// One value does not parse as its field type.
+    #[error("{source_name}: record {record}, field {field}: {reason} (value {value:?})")]
+    Value {
+        /// Which page or response.
+        source_name: String,
+        /// Record id when known, else the 1-based row.
+        record: String,
+        /// SOQL path of the field.
+        field: String,
+        /// The offending text (shortened).
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// The CSV page itself is malformed or lacks a selected column.
+    #[error("{source_name}: {reason}")]
+    Page {
+        /// Which page.
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The Arrow type of a value kind.
+pub fn arrow_type(kind: ValueKind) -> DataType {
+    match kind {
+        ValueKind::Text | ValueKind::Time => DataType::Utf8,
+        ValueKind::Boolean => DataType::Boolean,
+        ValueKind::Integer => DataType::Int64,
+        ValueKind::Double => DataType::Float64,
+        ValueKind::Date => DataType::Date32,
+        ValueKind::DateTime => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+    }
+}
+
+/// The table schema of a column list (every column nullable: describe's `nillable` is not trusted).
+pub fn schema(columns: &[Column]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(&c.name, arrow_type(c.kind), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Why a text value does not parse (the caller adds where it was).
+type Invalid = &'static str;
+
+/// `true`/`false` in any case.
+pub fn parse_bool(text: &str) -> Result<bool, Invalid> {
+    if text.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if text.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else {
+        Err("expected true or false")
+    }
+}
+
+/// An integer, also when written as a whole double (`42.0`, `4.2E1`).
+pub fn parse_int(text: &str) -> Result<i64, Invalid> {
+    if let Ok(v) = text.parse::<i64>() {
+        return Ok(v);
+    }
+    let v = parse_double(text).map_err(|_| "expected an integer")?;
+    if v.fract() == 0.0 && v.abs() < 9.2e18 {
+        Ok(v as i64)
+    } else {
+        Err("expected an integer")
+    }
+}
+
+/// A finite double, including Java's E-notation (`1.2345678E7`).
+pub fn parse_double(text: &str) -> Result<f64, Invalid> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err("expected a number"),
+    }
+}
+
+/// `yyyy-MM-dd` (a trailing `Z`, seen in older Bulk samples, is accepted) → days since epoch.
+pub fn parse_date(text: &str) -> Result<i32, Invalid> {
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    let date =
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| "expected a date yyyy-MM-dd")?;
+    Ok(crate::lake::layout::day_number(date))
+}
+
+/// `yyyy-MM-ddTHH:mm:ss[.SSS](Z|+HHmm|+HH:mm)` → UTC milliseconds. REST writes `+0000`, Bulk `Z`.
+pub fn parse_datetime(text: &str) -> Result<i64, Invalid> {
+    const BAD: Invalid = "expected a datetime yyyy-MM-ddTHH:mm:ss.SSS with Z or +HHmm";
+    let b = text.as_bytes();
+    if b.len() < 20 || b[10] != b'T' {
+        return Err(BAD);
+    }
+    let date = NaiveDate::parse_from_str(&text[..10], "%Y-%m-%d").map_err(|_| BAD)?;
+    let num = |s: &[u8]| -> Result<i64, Invalid> {
+        s.iter().try_fold(0i64, |acc, &c| {
+            if c.is_ascii_digit() {
+                Ok(acc * 10 + i64::from(c - b'0'))
+            } else {
+                Err(BAD)
+            }
+        })
+    };
+    if b[13] != b':' || b[16] != b':' {
+        return Err(BAD);
+    }
+    let (h, m, s) = (num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?);
+    if h > 23 || m > 59 || s > 60 {
+        return Err(BAD);
+    }
+    let mut i = 19;
+    let mut millis = 0i64;
+    if b[i] == b'.' {
+        let start = i + 1;
+        let mut end = start;
+        while end < b.len() && b[end].is_ascii_digit() {
+            end += 1;
+        }
+        if end == start {
+            return Err(BAD);
+        }
+        // Milliseconds from the first three digits (Salesforce writes exactly three).
+        let digits = &b[start..end.min(start + 3)];
+        millis = num(digits)? * 10i64.pow(3 - digits.len() as u32);
+        i = end;
+    }
+    let offset_minutes = match &b[i..] {
+        b"Z" => 0,
+        [sign @ (b'+' | b'-'), rest @ ..] => {
+            let (oh, om) = match rest {
+                [a, b_, b':', c, d] => (num(&[*a, *b_])?, num(&[*c, *d])?),
+                [a, b_, c, d] => (num(&[*a, *b_])?, num(&[*c, *d])?),
+                _ => return Err(BAD),
+            };
+            let minutes = oh * 60 + om;
+            if *sign == b'-' {
+                -minutes
+            } else {
+                minutes
+            }
+        }
+        _ => return Err(BAD),
+    };
+    let days = i64::from(crate::lake::layout::day_number(date));
+    Ok((days * 86_400 + h * 3600 + m * 60 + s - offset_minutes * 60) * 1000 + millis)
+}
+
+/// `HH:mm:ss[.SSS][Z]` → canonical `HH:mm:ss.SSS`.
+pub fn parse_time(text: &str) -> Result<String, Invalid> {
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    let time = NaiveTime::parse_from_str(text, "%H:%M:%S%.f")
+        .map_err(|_| "expected a time HH:mm:ss.SSS")?;
+    Ok(time.format("%H:%M:%S%.3f").to_string())
+}
+
+enum Builder {
+    Text(StringBuilder),
+    Boolean(BooleanBuilder),
+    Integer(Int64Builder),
+    Double(Float64Builder),
+    Date(Date32Builder),
+    DateTime(TimestampMillisecondBuilder),
+}
+
+impl Builder {
+    fn new(kind: ValueKind, capacity: usize) -> Builder {
+        match kind {
+            ValueKind::Text | ValueKind::Time => {
+                Builder::Text(StringBuilder::with_capacity(capacity, capacity * 16))
+            }
+            ValueKind::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(capacity)),
+            ValueKind::Integer => Builder::Integer(Int64Builder::with_capacity(capacity)),
+            ValueKind::Double => Builder::Double(Float64Builder::with_capacity(capacity)),
+            ValueKind::Date => Builder::Date(Date32Builder::with_capacity(capacity)),
+            ValueKind::DateTime => Builder::DateTime(
+                TimestampMillisecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+            ),
+        }
+    }
+
+    fn null(&mut self) {
+        match self {
+            Builder::Text(b) => b.append_null(),
+            Builder::Boolean(b) => b.append_null(),
+            Builder::Integer(b) => b.append_null(),
+            Builder::Double(b) => b.append_null(),
+            Builder::Date(b) => b.append_null(),
+            Builder::DateTime(b) => b.append_null(),
+        }
+    }
+
+    /// Appends a non-empty text value of `kind`.
+    fn text(&mut self, kind: ValueKind, text: &str) -> Result<(), Invalid> {
+        match self {
+            Builder::Text(b) if kind == ValueKind::Time => b.append_value(parse_time(text)?),
+            Builder::Text(b) => {
+                if text.contains('\0') {
+                    b.append_value(text.replace('\0', ""));
+                } else {
+                    b.append_value(text);
+                }
+            }
+            Builder::Boolean(b) => b.append_value(parse_bool(text)?),
+            Builder::Integer(b) => b.append_value(parse_int(text)?),
+            Builder::Double(b) => b.append_value(parse_double(text)?),
+            Builder::Date(b) => b.append_value(parse_date(text)?),
+            Builder::DateTime(b) => b.append_value(parse_datetime(text)?),
+        }
+        Ok(())
+    }
+
+    /// Appends a REST JSON value of `kind`.
+    fn json(&mut self, kind: ValueKind, value: &serde_json::Value) -> Result<(), Invalid> {
+        use serde_json::Value as J;
+        match (value, &mut *self) {
+            (J::Null, _) => self.null(),
+            (J::String(s), _) if s.is_empty() => self.null(),
+            (J::String(s), _) => self.text(kind, s)?,
+            (J::Bool(v), Builder::Boolean(b)) => b.append_value(*v),
+            (J::Number(n), Builder::Integer(b)) => match n.as_i64() {
+                Some(v) => b.append_value(v),
+                None => b.append_value(parse_int(&n.to_string())?),
+            },
+            (J::Number(n), Builder::Double(b)) => {
+                b.append_value(n.as_f64().ok_or("expected a number")?)
+            }
+            (J::Bool(_) | J::Number(_), Builder::Text(b)) if kind == ValueKind::Text => {
+                b.append_value(value.to_string())
+            }
+            (J::Object(_) | J::Array(_), Builder::Text(b)) if kind == ValueKind::Text => {
+                b.append_value(value.to_string())
+            }
+            _ => return Err("unexpected JSON type for this field"),
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Text(b) => Arc::new(b.finish()),
+            Builder::Boolean(b) => Arc::new(b.finish()),
+            Builder::Integer(b) => Arc::new(b.finish()),
+            Builder::Double(b) => Arc::new(b.finish()),
+            Builder::Date(b) => Arc::new(b.finish()),
+            Builder::DateTime(b) => Arc::new(b.finish()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Builder::Text(b) => b.len(),
+            Builder::Boolean(b) => b.len(),
+            Builder::Integer(b) => b.len(),
+            Builder::Double(b) => b.len(),
+            Builder::Date(b) => b.len(),
+            Builder::DateTime(b) => b.len(),
+        }
+    }
+}
+
+fn shorten(text: &str) -> String {
+    if text.chars().count() > 80 {
+        format!("{}…", text.chars().take(80).collect::<String>())
+    } else {
+        text.to_string()
+    }
+}
+
+/// Builds a batch from REST query records (`records` of one or more query pages).
+pub fn rest_records(
+    columns: &[Column],
+    records: &[serde_json::Value],
+    source_name: &str,
+) -> Result<RecordBatch, NormalizeError> {
+    let mut builders: Vec<Builder> = columns
+        .iter()
+        .map(|c| Builder::new(c.kind, records.len()))
+        .collect();
+    let paths: Vec<Vec<&str>> = columns
+        .iter()
+        .map(|c| c.path.split('.').collect())
+        .collect();
+    for (row, record) in records.iter().enumerate() {
+        for ((column, path), builder) in columns.iter().zip(&paths).zip(&mut builders) {
+            let mut value = record;
+            for part in path {
+                value = match value {
+                    serde_json::Value::Object(map) => {
+                        map.get(*part).unwrap_or(&serde_json::Value::Null)
+                    }
+                    _ => &serde_json::Value::Null,
+                };
+            }
+            if let Err(reason) = builder.json(column.kind, value) {
+                let id = record.get("Id").and_then(|v| v.as_str());
+                return Err(NormalizeError::Value {
+                    source_name: source_name.to_string(),
+                    record: id.map_or_else(|| format!("row {}", row + 1), str::to_string),
+                    field: column.path.clone(),
+                    value: shorten(&value.to_string()),
+                    reason: reason.to_string(),
+                });
+            }
+        }
+    }
+    finish(columns, &mut builders)
+}
+
+fn finish(columns: &[Column], builders: &mut [Builder]) -> Result<RecordBatch, NormalizeError> {
+    let rows = builders.first().map_or(0, Builder::len);
+    let arrays: Vec<ArrayRef> = builders.iter_mut().map(Builder::finish).collect();
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(
+        RecordBatch::try_new_with_options(schema(columns), arrays, &options)
+            .expect("builders match the schema"),
+    )
+}
+
+/// Builds a batch from one Bulk API 2.0 result page: a complete CSV with its own header row.
+/// Headers match the selected paths case-insensitively; an empty cell is null.
+pub fn bulk_page(
+    columns: &[Column],
+    page: &[u8],
+    delimiter: u8,
+    source_name: &str,
+) -> Result<RecordBatch, NormalizeError> {
+    let page_err = |reason: String| NormalizeError::Page {
+        source_name: source_name.to_string(),
+        reason,
+    };
+    if page.iter().all(|b| b.is_ascii_whitespace()) {
+        // An empty result page may have no header at all.
+        let mut builders: Vec<Builder> = columns.iter().map(|c| Builder::new(c.kind, 0)).collect();
+        return finish(columns, &mut builders);
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(true)
+        .from_reader(page);
+    let headers = reader
+        .byte_headers()
+        .map_err(|e| page_err(format!("bad header row: {e}")))?
+        .clone();
+    let header_names: Vec<String> = headers
+        .iter()
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim_start_matches('\u{feff}')
+                .to_string()
+        })
+        .collect();
+    let positions: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            header_names
+                .iter()
+                .position(|h| h.eq_ignore_ascii_case(&c.path))
+                .ok_or_else(|| {
+                    page_err(format!(
+                        "no column {:?} in the header ({})",
+                        c.path,
+                        header_names.join(",")
+                    ))
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let id_position = header_names
+        .iter()
+        .position(|h| h.eq_ignore_ascii_case("Id"));
+    let estimate = page.len() / 128 + 16;
+    let mut builders: Vec<Builder> = columns
+        .iter()
+        .map(|c| Builder::new(c.kind, estimate))
+        .collect();
+    let mut record = csv::ByteRecord::new();
+    let mut row = 0usize;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(page_err(format!("row {}: {e}", row + 1))),
+        }
+        row += 1;
+        if record.len() != header_names.len() {
+            return Err(page_err(format!(
+                "row {row}: {} cells, the header has {}",
+                record.len(),
+                header_names.len()
+            )));
+        }
+        for ((column, &position), builder) in columns.iter().zip(&positions).zip(&mut builders) {
+            let cell = &record[position];
+            if cell.is_empty() {
+                builder.null();
+                continue;
+            }
+            let result = std::str::from_utf8(cell)
+                .map_err(|_| "not UTF-8")
+                .and_then(|text| builder.text(column.kind, text));
+            if let Err(reason) = result {
+                let id = id_position
+                    .and_then(|p| std::str::from_utf8(&record[p]).ok())
+                    .filter(|s| !s.is_empty());
+                return Err(NormalizeError::Value {
+                    source_name: source_name.to_string(),
+                    record: id.map_or_else(|| format!("row {row}"), str::to_string),
+                    field: column.path.clone(),
+                    value: shorten(&String::from_utf8_lossy(cell)),
+                    reason: reason.to_string(),
+                });
+            }
+        }
+    }
+    finish(columns, &mut builders)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMillisecondType};
+
+    fn columns() -> Vec<Column> {
+        [
+            ("Id", ValueKind::Text),
+            ("Name", ValueKind::Text),
+            ("IsActive__c", ValueKind::Boolean),
+            ("Seats__c", ValueKind::Integer),
+            ("Revenue__c", ValueKind::Double),
+            ("Start__c", ValueKind::Date),
+            ("SystemModstamp", ValueKind::DateTime),
+            ("Opens__c", ValueKind::Time),
+            ("Owner.Name", ValueKind::Text),
+        ]
+        .into_iter()
+        .map(|(path, kind)| Column {
+            path: path.into(),
+            name: super::super::describe::column_name(path),
+            kind,
+        })
+        .collect()
+    }
+
+    const REST: &str = r#"[
+      {"attributes":{"type":"X__c","url":"/services/data/v66.0/sobjects/X__c/a01"},
+       "Id":"a01000000000001AAA","Name":"Zoë \"quoted\"\nline two","IsActive__c":true,
+       "Seats__c":12,"Revenue__c":1.2345678E7,"Start__c":"2024-03-10",
+       "SystemModstamp":"2024-03-10T07:30:00.123+0000","Opens__c":"08:30:00.000Z",
+       "Owner":{"attributes":{"type":"User","url":"/x"},"Name":"Ann"}},
+      {"attributes":{"type":"X__c","url":"/services/data/v66.0/sobjects/X__c/a02"},
+       "Id":"a01000000000002AAA","Name":null,"IsActive__c":false,
+       "Seats__c":null,"Revenue__c":-0.5,"Start__c":null,
+       "SystemModstamp":"2024-03-10T07:30:00.000+0000","Opens__c":null,"Owner":null}
+    ]"#;
+
+    const BULK: &str = "\"Id\",\"Name\",\"IsActive__c\",\"Seats__c\",\"Revenue__c\",\"Start__c\",\"SystemModstamp\",\"Opens__c\",\"Owner.Name\"\n\
+\"a01000000000001AAA\",\"Zoë \"\"quoted\"\"\nline two\",\"true\",\"12.0\",\"1.2345678E7\",\"2024-03-10\",\"2024-03-10T07:30:00.123Z\",\"08:30:00.000Z\",\"Ann\"\n\
+\"a01000000000002AAA\",\"\",\"false\",\"\",\"-0.5\",\"\",\"2024-03-10T07:30:00.000Z\",\"\",\"\"\n";
+
+    #[test]
+    fn rest_and_bulk_give_identical_batches() {
+        let records: Vec<serde_json::Value> = serde_json::from_str(REST).unwrap();
+        let rest = rest_records(&columns(), &records, "rest").unwrap();
+        let bulk = bulk_page(&columns(), BULK.as_bytes(), b',', "page 1").unwrap();
+        assert_eq!(rest, bulk);
+        assert_eq!(rest.num_rows(), 2);
+        assert_eq!(
+            rest.column(1).as_string::<i32>().value(0),
+            "Zoë \"quoted\"\nline two"
+        );
+        assert!(rest.column(1).is_null(1));
+        assert_eq!(rest.column(3).as_primitive::<Int64Type>().value(0), 12);
+        assert_eq!(
+            rest.column(4).as_primitive::<Float64Type>().value(0),
+            12_345_678.0
+        );
+        assert_eq!(rest.column(5).as_primitive::<Date32Type>().value(0), 19792);
+        assert_eq!(
+            rest.column(6)
+                .as_primitive::<TimestampMillisecondType>()
+                .value(0),
+            1_710_055_800_123
+        );
+        assert_eq!(rest.column(7).as_string::<i32>().value(0), "08:30:00.000");
+        assert_eq!(rest.column(8).as_string::<i32>().value(0), "Ann");
+        assert!(rest.column(8).is_null(1));
+    }
+
+    #[test]
+    fn datetimes_in_every_offset_style() {
+        let z = parse_datetime("2024-03-10T07:30:00.000Z").unwrap();
+        assert_eq!(parse_datetime("2024-03-10T07:30:00.000+0000"), Ok(z));
+        assert_eq!(parse_datetime("2024-03-10T09:30:00.000+02:00"), Ok(z));
+        assert_eq!(parse_datetime("2024-03-10T02:30:00-0500"), Ok(z));
+        assert_eq!(parse_datetime("1969-12-31T23:59:59.999Z"), Ok(-1));
+        assert!(parse_datetime("2024-03-10 07:30:00Z").is_err());
+        assert!(parse_datetime("2024-03-10T07:30:00.000").is_err());
+    }
+
+    #[test]
+    fn numbers_and_literal_na_text() {
+        assert_eq!(parse_int("0.0"), Ok(0));
+        assert_eq!(parse_int("4.2E1"), Ok(42));
+        assert!(parse_int("4.5").is_err());
+        assert_eq!(parse_double("9.9213206E7"), Ok(99_213_206.0));
+        assert!(parse_double("NaN").is_err());
+        assert_eq!(parse_bool("TRUE"), Ok(true));
+        let cols = &columns()[..2];
+        let page = "\"Id\",\"Name\"\n\"a1\",\"N/A\"\n\"a2\",\"#N/A\"\n\"a3\",\"null\"\n";
+        let batch = bulk_page(cols, page.as_bytes(), b',', "p").unwrap();
+        let names = batch.column(1).as_string::<i32>();
+        assert_eq!(
+            (0..3).map(|i| names.value(i)).collect::<Vec<_>>(),
+            ["N/A", "#N/A", "null"]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_record_and_field() {
+        let page = "\"Id\",\"Name\",\"IsActive__c\",\"Seats__c\",\"Revenue__c\",\"Start__c\",\"SystemModstamp\",\"Opens__c\",\"Owner.Name\"\n\
+\"a01\",\"x\",\"maybe\",\"1\",\"1\",\"\",\"\",\"\",\"\"\n";
+        let err = bulk_page(&columns(), page.as_bytes(), b',', "Account page 3").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Account page 3: record a01, field IsActive__c: expected true or false (value \"maybe\")"
+        );
+        let missing = bulk_page(&columns(), b"\"Id\"\n\"a\"\n", b',', "p").unwrap_err();
+        assert!(
+            missing.to_string().contains("no column \"Name\""),
+            "{missing}"
+        );
+        let empty = bulk_page(&columns(), b"", b',', "p").unwrap();
+        assert_eq!(empty.num_rows(), 0);
+    }
+}
