@@ -1,9 +1,11 @@
 """`make bench`: cxlake against pyarrow, DuckDB and polars on the same generated data, same run.
 
 Datasets (seeded, generated once into --work): `big`, one queue report of 1M rows; `year`, one
-file per half hour of 2023 (17,520 files x 20 queues). Every tool produces the same typed,
-hive-partitioned ZSTD Parquet; the outputs are checked to be equivalent (row counts, column names
-and types, nulls and sums per column) before any figure is printed.
+file per half hour of 2023 (17,520 files x 20 queues); `salesforce`, a 1M-record Bulk API 2.0
+query result (~230 MB in 20 CSV pages) that cxlake downloads from `cxlake emulator --canned` while
+the others read the same pages from disk. Every tool produces the same typed ZSTD Parquet; the
+outputs are checked to be equivalent (row counts, column names and types, nulls and sums per
+column) before any figure is printed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import pyarrow.dataset as ds
 HERE = pathlib.Path(__file__).resolve().parent
 TABLE = "connect_queue_interval"
 COMPETITORS = ["pyarrow", "duckdb", "polars"]
+SF_OBJECT = "Bench_Record__c"
+SF_TABLE = "sf_bench_record__c"
 
 
 def measure(cmd: list[str], env: dict | None = None) -> dict:
@@ -47,11 +51,11 @@ def generate(work: pathlib.Path, rows: int) -> dict[str, pathlib.Path]:
     return data
 
 
-def summary(path: pathlib.Path) -> dict:
+def summary(path: pathlib.Path, table_name: str = TABLE) -> dict:
     """What must agree between tools: rows, column names/types, nulls and sums per column."""
-    table = ds.dataset(path / TABLE, format="parquet").to_table()
+    table = ds.dataset(path / table_name, format="parquet", partitioning="hive").to_table()
 
-    table = table.drop_columns([c for c in ("dt",) if c in table.column_names])
+    table = table.drop_columns([c for c in ("dt", "snapshot_date") if c in table.column_names])
     numeric = [f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
     return {
         "rows": table.num_rows,
@@ -60,7 +64,7 @@ def summary(path: pathlib.Path) -> dict:
 
         "nulls": {c: table[c].null_count for c in table.column_names},
         "sums": {c: pc.sum(table[c]).as_py() for c in numeric},
-        "files": len(list((path / TABLE).glob("dt=*/*.parquet"))),
+        "files": len(list((path / table_name).rglob("*.parquet"))),
     }
 
 
@@ -83,17 +87,53 @@ def equivalent(ours: dict, theirs: dict) -> list[str]:
     return problems
 
 
+def salesforce_row(cxlake: str, work: pathlib.Path, rows: int) -> tuple[dict, bool]:
+    """The Bulk export benchmark: cxlake against the emulator, the others on the same pages."""
+    pages = work / "salesforce"
+    if not pages.exists():
+        subprocess.run([sys.executable, HERE / "gen_salesforce.py", pages, "--rows", str(rows)], check=True)
+    page_dir = pages / f"{SF_OBJECT}.pages"
+    size_mb = sum(p.stat().st_size for p in page_dir.glob("*.csv")) / 1e6
+    out = work / "out" / "salesforce"
+    shutil.rmtree(out, ignore_errors=True)
+    emulator = subprocess.Popen([cxlake, "emulator", "--port", "0", "--no-seed", "--canned", str(pages)],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        url = emulator.stdout.readline().strip().rsplit(" ", 1)[-1]
+        env = {"CXLAKE_SALESFORCE_LOGIN_URL": url, "CXLAKE_LAKE_URL": f"file://{out / 'cxlake'}", "CXLAKE_LOG": "warn"}
+        ours = measure([cxlake, "run", str(HERE / "jobs" / "salesforce-bench.toml")], env)
+    finally:
+        emulator.terminate()
+        emulator.wait()
+    reference = summary(out / "cxlake", SF_TABLE)
+    row = {"dataset": "salesforce", "input_mb": size_mb, "rows": reference["rows"], "cxlake": ours}
+    failed = False
+    for tool in COMPETITORS:
+        result = measure([sys.executable, str(HERE / "competitors_sf.py"), tool, str(page_dir), str(out / tool / SF_TABLE)])
+        problems = equivalent(reference, summary(out / tool, SF_TABLE))
+        if problems:
+            failed = True
+            print(f"salesforce/{tool}: output differs from cxlake: {problems[:5]}")
+        row[tool] = result
+    shutil.rmtree(out, ignore_errors=True)
+    return row, failed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cxlake", required=True)
     parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path("bench-data"))
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--only", choices=["big", "year"])
+    parser.add_argument("--only", choices=["big", "year", "salesforce"])
     args = parser.parse_args()
     work = args.work.resolve()
-    data = generate(work, args.rows)
+    data = generate(work, args.rows) if args.only != "salesforce" else {}
     results = []
     failed = False
+    if args.only in (None, "salesforce"):
+        row, sf_failed = salesforce_row(args.cxlake, work, args.rows)
+        results.append(row)
+        failed |= sf_failed
     for name, source in data.items():
         if args.only and name != args.only:
             continue
