@@ -13,7 +13,7 @@ use arrow::array::{
     RecordBatch, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use chrono::{NaiveDate, NaiveTime};
+use chrono::NaiveTime;
 
 use super::describe::{Column, ValueKind};
 
@@ -103,10 +103,48 @@ pub fn parse_double(text: &str) -> Result<f64, Invalid> {
 
 /// `yyyy-MM-dd` (a trailing `Z`, seen in older Bulk samples, is accepted) → days since epoch.
 pub fn parse_date(text: &str) -> Result<i32, Invalid> {
+    const BAD: Invalid = "expected a date yyyy-MM-dd";
     let text = text.strip_suffix('Z').unwrap_or(text);
-    let date =
-        NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| "expected a date yyyy-MM-dd")?;
-    Ok(crate::lake::layout::day_number(date))
+    let days = civil_days(text.as_bytes()).ok_or(BAD)?;
+    if text.len() != 10 {
+        return Err(BAD);
+    }
+    i32::try_from(days).map_err(|_| BAD)
+}
+
+/// Digits → number, `None` on anything else.
+fn digits(bytes: &[u8]) -> Option<i64> {
+    bytes.iter().try_fold(0i64, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+    })
+}
+
+/// Days since 1970-01-01 of the `yyyy-MM-dd` at the start of `b` (proleptic Gregorian),
+/// validating month and day: a hand-written fast path, this runs once per date cell.
+fn civil_days(b: &[u8]) -> Option<i64> {
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (digits(&b[..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if d < 1 || d > month_days {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
 }
 
 /// `yyyy-MM-ddTHH:mm:ss[.SSS](Z|+HHmm|+HH:mm)` → UTC milliseconds. REST writes `+0000`, Bulk `Z`.
@@ -116,16 +154,8 @@ pub fn parse_datetime(text: &str) -> Result<i64, Invalid> {
     if b.len() < 20 || b[10] != b'T' {
         return Err(BAD);
     }
-    let date = NaiveDate::parse_from_str(&text[..10], "%Y-%m-%d").map_err(|_| BAD)?;
-    let num = |s: &[u8]| -> Result<i64, Invalid> {
-        s.iter().try_fold(0i64, |acc, &c| {
-            if c.is_ascii_digit() {
-                Ok(acc * 10 + i64::from(c - b'0'))
-            } else {
-                Err(BAD)
-            }
-        })
-    };
+    let days = civil_days(b).ok_or(BAD)?;
+    let num = |s: &[u8]| digits(s).ok_or(BAD);
     if b[13] != b':' || b[16] != b':' {
         return Err(BAD);
     }
@@ -166,7 +196,6 @@ pub fn parse_datetime(text: &str) -> Result<i64, Invalid> {
         }
         _ => return Err(BAD),
     };
-    let days = i64::from(crate::lake::layout::day_number(date));
     Ok((days * 86_400 + h * 3600 + m * 60 + s - offset_minutes * 60) * 1000 + millis)
 }
 
@@ -444,6 +473,7 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMillisecondType};
+    use chrono::Datelike;
 
     fn columns() -> Vec<Column> {
         [
@@ -520,6 +550,27 @@ mod tests {
         assert_eq!(parse_datetime("1969-12-31T23:59:59.999Z"), Ok(-1));
         assert!(parse_datetime("2024-03-10 07:30:00Z").is_err());
         assert!(parse_datetime("2024-03-10T07:30:00.000").is_err());
+        assert!(parse_datetime("2023-02-29T07:30:00.000Z").is_err());
+        assert_eq!(
+            parse_datetime("2024-02-29T00:00:00Z"),
+            Ok(1_709_164_800_000)
+        );
+        assert_eq!(parse_date("1970-01-01"), Ok(0));
+        assert_eq!(parse_date("1900-03-01"), Ok(-25_508));
+        assert_eq!(parse_date("2024-03-10Z"), Ok(19_792));
+        assert!(parse_date("2024-13-01").is_err());
+        assert!(parse_date("2024-03-1").is_err());
+        // Every day of four centuries agrees with chrono.
+        let mut day = chrono::NaiveDate::from_ymd_opt(1800, 1, 1).unwrap();
+        while day.year() < 2200 {
+            let text = day.format("%Y-%m-%d").to_string();
+            assert_eq!(
+                parse_date(&text),
+                Ok(crate::lake::layout::day_number(day)),
+                "{text}"
+            );
+            day = day.succ_opt().unwrap();
+        }
     }
 
     #[test]
