@@ -41,6 +41,8 @@ pub struct Listed {
     pub relative: String,
     /// Size in bytes.
     pub size: u64,
+    /// Last modification time.
+    pub modified: chrono::DateTime<chrono::Utc>,
 }
 
 /// A folder of an object store.
@@ -212,6 +214,7 @@ impl Location {
             .map(|m| Listed {
                 relative: m.location.as_ref()[root_len..].to_string(),
                 size: m.size,
+                modified: m.last_modified,
             })
             .collect();
         let pages = (listed.len() as u64).div_ceil(LIST_PAGE).max(1);
