@@ -18,11 +18,13 @@ $(PY): tests/requirements.txt
 
 venv: $(PY)
 
-## demo: run both Connect jobs on the bundled reports into ./lake, then query it with DuckDB
+## demo: both Connect jobs on the bundled reports, then a Salesforce export from the built-in
+## emulator, all into ./lake; then query it with DuckDB
 demo: build $(PY)
 	rm -rf lake
 	$(BIN) validate jobs/demo/*.toml
 	$(BIN) run jobs/demo/connect-queue.toml jobs/demo/connect-agent.toml
+	$(BIN) run jobs/demo/rollup-queue.toml jobs/demo/rollup-agent.toml
 	$(PY) scripts/demo_query.py lake
 
 ## test: format, lint, unit tests, job-file validation, integration tests (DuckDB, pyarrow, moto)
@@ -37,9 +39,11 @@ lint:
 unit:
 	$(CARGO) test --release --locked
 
-## bench: generate seeded data and compare cxlake with pyarrow, DuckDB and polars
-bench: build $(PY)
-	$(PY) bench/run.py --cxlake $(BIN) --work bench-data
+## bench: generate seeded data and compare cxlake (dist profile: thin LTO) with pyarrow, DuckDB and polars
+DIST_BIN := $(CARGO_TARGET_DIR)/dist/cxlake
+bench: $(PY)
+	$(CARGO) build --profile dist --locked
+	$(PY) bench/run.py --cxlake $(DIST_BIN) --work bench-data
 
 clean:
 	rm -rf lake bench-data bench-out

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use cxlake::connect::job::{ConnectJob, OpenMode, RunReport};
 use cxlake::export::{ExportError, ExportJob};
 use cxlake::job::{self, Job, JobKind};
+use cxlake::rollup::job::RollupJob;
 use cxlake::window::Window;
 
 /// jemalloc: glibc's malloc fragments badly under this workload (many small Arrow buffers
@@ -256,6 +257,13 @@ fn describe(job: &Job) -> String {
                 ));
             }
         }
+        JobKind::IntervalRollup(spec) => {
+            lines.push(format!("  rollup.report = {:?}", spec.report.name()));
+            lines.push(format!(
+                "  rollup.grains = {:?}",
+                spec.grains.iter().map(|g| g.name()).collect::<Vec<_>>()
+            ));
+        }
     }
     lines.push(format!("  lake.url = {:?}", job.lake.url));
     if let Some(catalog) = &job.catalog {
@@ -272,7 +280,65 @@ async fn run_job(job: &Job, window: Window, dry_run: bool) -> Result<u8, Failure
     match &job.kind {
         JobKind::ConnectIntervals(source) => run_connect(job, source, window, dry_run).await,
         JobKind::SalesforceExport(spec) => run_export(job, spec, window, dry_run).await,
+        JobKind::IntervalRollup(spec) => run_rollup(job, spec, window, dry_run).await,
     }
+}
+
+async fn run_rollup(
+    job: &Job,
+    spec: &cxlake::job::RollupSpec,
+    window: Window,
+    dry_run: bool,
+) -> Result<u8, Failure> {
+    let rollup = RollupJob::open(job, spec.report, &spec.grains, dry_run)
+        .await
+        .with_context(|| format!("job {}", job.name))?;
+    let plan = rollup
+        .plan(&window)
+        .await
+        .with_context(|| format!("job {}: planning", job.name))?;
+    if dry_run {
+        println!(
+            "plan for {}: {} interval days -> {}",
+            job.name,
+            plan.len(),
+            spec.grains
+                .iter()
+                .map(|g| cxlake::rollup::job::table_name(spec.report, *g))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for (_, key, _) in &plan {
+            println!("  {key}");
+        }
+        println!("dry run: nothing written");
+        return Ok(exit::OK);
+    }
+    let report = rollup
+        .run(&plan)
+        .await
+        .with_context(|| format!("job {}", job.name))?;
+    tracing::info!(
+        job = %job.name,
+        days = report.days,
+        rows_read = report.rows_read,
+        partitions_written = report.written.len(),
+        partitions_unchanged = report.unchanged,
+        seconds = report.seconds,
+        lake_get = report.lake_requests.0,
+        lake_put = report.lake_requests.1,
+        "run finished"
+    );
+    println!(
+        "{}: {} days, {} interval rows -> {} partitions written, {} unchanged in {:.2}s",
+        job.name,
+        report.days,
+        report.rows_read,
+        report.written.len(),
+        report.unchanged,
+        report.seconds
+    );
+    Ok(exit::OK)
 }
 
 async fn run_export(

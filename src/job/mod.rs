@@ -7,7 +7,7 @@ mod model;
 
 pub use model::{
     ApiChoice, CatalogSettings, ConnectSource, ExportMode, ExportSettings, Job, JobKind,
-    LakeSettings, ObjectSpec, ReportKind, SalesforceExport, SalesforceSettings,
+    LakeSettings, ObjectSpec, ReportKind, RollupSpec, SalesforceExport, SalesforceSettings,
     DEFAULT_API_VERSION, DEFAULT_BULK_THRESHOLD, DEFAULT_PAGE_SIZE, DEFAULT_PROJECTION_START,
 };
 
@@ -15,7 +15,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Sections that environment variables may override.
-const SECTIONS: &[&str] = &["job", "source", "lake", "catalog", "salesforce", "export"];
+const SECTIONS: &[&str] = &[
+    "job",
+    "source",
+    "lake",
+    "catalog",
+    "salesforce",
+    "export",
+    "rollup",
+];
 /// Prefix of the environment variables that override job settings.
 pub const ENV_PREFIX: &str = "CXLAKE_";
 

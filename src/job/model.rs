@@ -32,6 +32,17 @@ pub enum JobKind {
     ConnectIntervals(ConnectSource),
     /// Salesforce objects via Bulk API 2.0 / REST query.
     SalesforceExport(SalesforceExport),
+    /// Hourly and daily roll-ups of an interval table.
+    IntervalRollup(RollupSpec),
+}
+
+/// An `interval-rollup` job (`[rollup]`).
+#[derive(Debug, Clone)]
+pub struct RollupSpec {
+    /// Which interval table: `connect_<report>_interval`.
+    pub report: ReportKind,
+    /// Grains to build (default both).
+    pub grains: Vec<crate::rollup::aggregate::Grain>,
 }
 
 /// A `salesforce-export` job: the org and what to export.
@@ -112,6 +123,7 @@ impl JobKind {
         match self {
             JobKind::ConnectIntervals(_) => "connect-intervals",
             JobKind::SalesforceExport(_) => "salesforce-export",
+            JobKind::IntervalRollup(_) => "interval-rollup",
         }
     }
 }
@@ -174,6 +186,52 @@ pub(super) struct RawJob {
     catalog: Option<RawCatalog>,
     salesforce: Option<RawSalesforce>,
     export: Option<RawExport>,
+    rollup: Option<RawRollup>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRollup {
+    report: Option<String>,
+    grains: Option<Vec<String>>,
+}
+
+impl RawRollup {
+    fn validate(&self, problems: &mut Vec<String>) -> Option<RollupSpec> {
+        use crate::rollup::aggregate::Grain;
+        let report = match required(&self.report, "rollup.report", problems) {
+            Some("queue") => Some(ReportKind::Queue),
+            Some("agent") => Some(ReportKind::Agent),
+            Some(other) => {
+                problems.push(format!(
+                    "rollup.report: expected \"queue\" or \"agent\", got {other:?}"
+                ));
+                None
+            }
+            None => None,
+        };
+        let mut grains = Vec::new();
+        for g in self
+            .grains
+            .clone()
+            .unwrap_or_else(|| vec!["hourly".into(), "daily".into()])
+        {
+            match g.as_str() {
+                "hourly" => grains.push(Grain::Hourly),
+                "daily" => grains.push(Grain::Daily),
+                other => problems.push(format!(
+                    "rollup.grains: expected \"hourly\" or \"daily\", got {other:?}"
+                )),
+            }
+        }
+        if grains.is_empty() {
+            problems.push("rollup.grains: list at least one of \"hourly\", \"daily\"".into());
+        }
+        grains.dedup();
+        Some(RollupSpec {
+            report: report?,
+            grains,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,9 +382,18 @@ impl RawJob {
                     None
                 }
             },
+            Some("interval-rollup") => match &self.rollup {
+                Some(rollup) => rollup.validate(problems).map(JobKind::IntervalRollup),
+                None => {
+                    problems.push(
+                        "rollup: missing section (an interval-rollup job reads [rollup])".into(),
+                    );
+                    None
+                }
+            },
             Some(other) => {
                 problems.push(format!(
-                    "job.kind: unknown kind {other:?}; this version runs \"connect-intervals\" and \"salesforce-export\""
+                    "job.kind: unknown kind {other:?}; this version runs \"connect-intervals\", \"salesforce-export\" and \"interval-rollup\""
                 ));
                 // Still check a [source] against the one kind that has one: every problem at once.
                 if let Some(source) = &self.source {

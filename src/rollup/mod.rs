@@ -2,4 +2,5 @@
 //! interval tables with the formulas in `schemas/connect_rollups.toml`.
 
 pub mod aggregate;
+pub mod job;
 pub mod rules;
