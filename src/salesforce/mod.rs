@@ -6,6 +6,7 @@ pub mod bulk;
 pub mod client;
 pub mod credentials;
 pub mod describe;
+pub mod ingest;
 pub mod normalize;
 pub mod rest;
 
