@@ -13,6 +13,7 @@ pub mod export;
 pub mod job;
 pub mod lake;
 pub mod observe;
+pub mod pushback;
 pub mod rollup;
 pub mod salesforce;
 pub mod state;

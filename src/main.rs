@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use cxlake::connect::job::{ConnectJob, OpenMode, RunReport};
 use cxlake::export::{ExportError, ExportJob};
 use cxlake::job::{self, Job, JobKind};
+use cxlake::pushback::PushbackJob;
 use cxlake::rollup::job::RollupJob;
 use cxlake::window::Window;
 
@@ -257,6 +258,26 @@ fn describe(job: &Job) -> String {
                 ));
             }
         }
+        JobKind::SalesforcePushback(spec) => {
+            let p = &spec.pushback;
+            lines.push(format!(
+                "  salesforce.login_url = {:?}",
+                spec.salesforce.login_url
+            ));
+            lines.push(format!(
+                "  salesforce.auth = {:?}",
+                spec.salesforce.auth.name()
+            ));
+            lines.push(format!(
+                "  salesforce.credentials = {:?}",
+                spec.salesforce.credentials
+            ));
+            lines.push(format!("  pushback.report = {:?}", p.report.name()));
+            lines.push(format!("  pushback.namespace = {:?}", p.namespace));
+            lines.push(format!("  pushback.key = {:?}", p.key));
+            lines.push(format!("  pushback.region = {:?}", p.region));
+            lines.push(format!("  pushback.bulk_threshold = {}", p.bulk_threshold));
+        }
         JobKind::IntervalRollup(spec) => {
             lines.push(format!("  rollup.report = {:?}", spec.report.name()));
             lines.push(format!(
@@ -281,7 +302,83 @@ async fn run_job(job: &Job, window: Window, dry_run: bool) -> Result<u8, Failure
         JobKind::ConnectIntervals(source) => run_connect(job, source, window, dry_run).await,
         JobKind::SalesforceExport(spec) => run_export(job, spec, window, dry_run).await,
         JobKind::IntervalRollup(spec) => run_rollup(job, spec, window, dry_run).await,
+        JobKind::SalesforcePushback(spec) => run_pushback(job, spec, window, dry_run).await,
     }
+}
+
+async fn run_pushback(
+    job: &Job,
+    spec: &cxlake::job::SalesforcePushback,
+    window: Window,
+    dry_run: bool,
+) -> Result<u8, Failure> {
+    let pushback = PushbackJob::open(job, &spec.pushback, &spec.salesforce, dry_run)
+        .await
+        .with_context(|| format!("job {}", job.name))?;
+    let plan = pushback
+        .plan(&window)
+        .await
+        .with_context(|| format!("job {}: planning", job.name))?;
+    if dry_run {
+        println!(
+            "plan for {}: {} days -> {}",
+            job.name,
+            plan.len(),
+            pushback.object()
+        );
+        for file in &plan {
+            println!("  {}", file.key);
+        }
+        println!("dry run: nothing written");
+        return Ok(exit::OK);
+    }
+    let report = pushback
+        .run(&plan)
+        .await
+        .with_context(|| format!("job {}", job.name))?;
+    tracing::info!(
+        job = %job.name,
+        object = %report.object,
+        days = report.days,
+        records = report.records,
+        created = report.created,
+        updated = report.updated,
+        rejected = report.rejected,
+        bulk_jobs = report.bulk_jobs,
+        skipped_fields = ?report.skipped_fields,
+        salesforce_api_calls = report.calls.1,
+        seconds = report.seconds,
+        "run finished"
+    );
+    println!(
+        "{}: {} records from {} days -> {} ({} created, {} updated, {} rejected) in {:.2}s",
+        job.name,
+        report.records,
+        report.days,
+        report.object,
+        report.created,
+        report.updated,
+        report.rejected,
+        report.seconds
+    );
+    println!(
+        "requests: salesforce {} token, {} API ({} retries, {} re-logins; {} Bulk ingest jobs)",
+        report.calls.0, report.calls.1, report.calls.2, report.calls.3, report.bulk_jobs
+    );
+    if !report.skipped_fields.is_empty() {
+        println!(
+            "  fields not in the org (skipped): {}",
+            report.skipped_fields.join(", ")
+        );
+    }
+    if report.rejected > 0 {
+        println!(
+            "  rejected records are in _etl/rejects/{}/ with Salesforce's error",
+            job.name
+        );
+        return Ok(exit::PARTIAL);
+    }
+    Ok(exit::OK)
 }
 
 async fn run_rollup(
@@ -308,8 +405,8 @@ async fn run_rollup(
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        for (_, key, _) in &plan {
-            println!("  {key}");
+        for file in &plan {
+            println!("  {}", file.key);
         }
         println!("dry run: nothing written");
         return Ok(exit::OK);

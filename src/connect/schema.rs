@@ -78,6 +78,8 @@ struct MetricDef {
 /// A metric column of a report table.
 #[derive(Debug, Clone)]
 pub struct Metric {
+    /// The header as Connect writes it (e.g. `Contacts handled`).
+    pub header: String,
     /// Column name.
     pub column: String,
     /// Parse rule and type.
@@ -180,6 +182,7 @@ impl ReportSchema {
                 headers.insert(normalize_header(h), role);
             }
             metrics.push(Metric {
+                header: m.header.clone(),
                 column: m.column.clone(),
                 unit: m.unit,
             });

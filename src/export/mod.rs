@@ -19,7 +19,7 @@ use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::stream::{FuturesOrdered, StreamExt};
 
-use crate::job::{ApiChoice, ExportMode, Job, ObjectSpec, SalesforceExport};
+use crate::job::{ApiChoice, ExportMode, Job, ObjectSpec, SalesforceExport, SalesforceSettings};
 use crate::lake::parquet::{align, ParquetError};
 use crate::lake::{Access, Location, StoreError};
 use crate::salesforce::credentials::{self, CredentialSource};
@@ -232,9 +232,8 @@ pub fn table_columns(
     Ok((columns, added))
 }
 
-/// Opens the Salesforce client of a job.
-pub async fn client(spec: &SalesforceExport) -> Result<Client, SalesforceError> {
-    let settings = &spec.salesforce;
+/// Opens the Salesforce client of a job's `[salesforce]` settings.
+pub async fn client_for(settings: &SalesforceSettings) -> Result<Client, SalesforceError> {
     let mut creds = credentials::load(&settings.credentials).await?;
     if creds.username.is_none() {
         creds.username = settings.username.clone();
@@ -290,7 +289,7 @@ impl<'a> ExportJob<'a> {
             Access::Create
         };
         let lake = Location::open(&job.lake.url, job.lake.region.as_deref(), access).await?;
-        let client = Arc::new(client(spec).await?);
+        let client = Arc::new(client_for(&spec.salesforce).await?);
         Ok(ExportJob {
             job,
             spec,

@@ -7,8 +7,9 @@ mod model;
 
 pub use model::{
     ApiChoice, CatalogSettings, ConnectSource, ExportMode, ExportSettings, Job, JobKind,
-    LakeSettings, ObjectSpec, ReportKind, RollupSpec, SalesforceExport, SalesforceSettings,
-    DEFAULT_API_VERSION, DEFAULT_BULK_THRESHOLD, DEFAULT_PAGE_SIZE, DEFAULT_PROJECTION_START,
+    LakeSettings, ObjectSpec, PushbackSpec, ReportKind, RollupSpec, SalesforceExport,
+    SalesforcePushback, SalesforceSettings, DEFAULT_API_VERSION, DEFAULT_BULK_THRESHOLD,
+    DEFAULT_PAGE_SIZE, DEFAULT_PROJECTION_START,
 };
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ const SECTIONS: &[&str] = &[
     "salesforce",
     "export",
     "rollup",
+    "pushback",
 ];
 /// Prefix of the environment variables that override job settings.
 pub const ENV_PREFIX: &str = "CXLAKE_";

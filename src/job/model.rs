@@ -34,7 +34,36 @@ pub enum JobKind {
     SalesforceExport(SalesforceExport),
     /// Hourly and daily roll-ups of an interval table.
     IntervalRollup(RollupSpec),
+    /// Interval metrics upserted into Salesforce.
+    SalesforcePushback(SalesforcePushback),
 }
+
+/// A `salesforce-pushback` job: the org and what to push.
+#[derive(Debug, Clone)]
+pub struct SalesforcePushback {
+    /// How to reach the org.
+    pub salesforce: SalesforceSettings,
+    /// What to push.
+    pub pushback: PushbackSpec,
+}
+
+/// Push-back settings (`[pushback]`).
+#[derive(Debug, Clone)]
+pub struct PushbackSpec {
+    /// Queue or agent interval table.
+    pub report: ReportKind,
+    /// Namespace of the CTI adapter (`amazonconnect`; empty or `-` for none).
+    pub namespace: String,
+    /// External ID style.
+    pub key: crate::pushback::map::KeyStyle,
+    /// AWS region written to `Region__c` and appended to Lambda-style keys, like the Lambdas.
+    pub region: Option<String>,
+    /// At or above this many records: Bulk API 2.0 ingest; below: sObject Collections.
+    pub bulk_threshold: usize,
+}
+
+/// AppFlow's destination rule: Bulk API 2.0 from 1,000 records.
+pub const DEFAULT_PUSHBACK_BULK_THRESHOLD: usize = 1000;
 
 /// An `interval-rollup` job (`[rollup]`).
 #[derive(Debug, Clone)]
@@ -124,6 +153,7 @@ impl JobKind {
             JobKind::ConnectIntervals(_) => "connect-intervals",
             JobKind::SalesforceExport(_) => "salesforce-export",
             JobKind::IntervalRollup(_) => "interval-rollup",
+            JobKind::SalesforcePushback(_) => "salesforce-pushback",
         }
     }
 }
@@ -187,6 +217,69 @@ pub(super) struct RawJob {
     salesforce: Option<RawSalesforce>,
     export: Option<RawExport>,
     rollup: Option<RawRollup>,
+    pushback: Option<RawPushback>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawPushback {
+    report: Option<String>,
+    namespace: Option<String>,
+    key: Option<String>,
+    region: Option<String>,
+    bulk_threshold: Option<i64>,
+}
+
+impl RawPushback {
+    fn validate(&self, problems: &mut Vec<String>) -> Option<PushbackSpec> {
+        use crate::pushback::map::KeyStyle;
+        let report = match required(&self.report, "pushback.report", problems) {
+            Some("queue") => Some(ReportKind::Queue),
+            Some("agent") => Some(ReportKind::Agent),
+            Some(other) => {
+                problems.push(format!(
+                    "pushback.report: expected \"queue\" or \"agent\", got {other:?}"
+                ));
+                None
+            }
+            None => None,
+        };
+        let key = match self.key.as_deref() {
+            None | Some("lambda") => Some(KeyStyle::Lambda),
+            Some("instance") => Some(KeyStyle::Instance),
+            Some(other) => {
+                problems.push(format!(
+                    "pushback.key: expected \"lambda\" (compatible with the CTI Lambdas) or \"instance\", got {other:?}"
+                ));
+                None
+            }
+        };
+        let namespace = self
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "amazonconnect".into());
+        if !(namespace.is_empty() || namespace == "-" || is_api_name(&namespace)) {
+            problems.push(format!(
+                "pushback.namespace: {namespace:?} is not a namespace prefix"
+            ));
+        }
+        let bulk_threshold = match self.bulk_threshold {
+            None => Some(DEFAULT_PUSHBACK_BULK_THRESHOLD),
+            Some(v) if v > 0 => Some(v as usize),
+            Some(v) => {
+                problems.push(format!(
+                    "pushback.bulk_threshold: must be positive, got {v}"
+                ));
+                None
+            }
+        };
+        Some(PushbackSpec {
+            report: report?,
+            namespace,
+            key: key?,
+            region: self.region.clone(),
+            bulk_threshold: bulk_threshold?,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,6 +475,29 @@ impl RawJob {
                     None
                 }
             },
+            Some("salesforce-pushback") => match (&self.salesforce, &self.pushback) {
+                (Some(sf), Some(pushback)) => {
+                    let salesforce = sf.validate(problems);
+                    let pushback = pushback.validate(problems);
+                    Some(JobKind::SalesforcePushback(SalesforcePushback {
+                        salesforce: salesforce?,
+                        pushback: pushback?,
+                    }))
+                }
+                (sf, pushback) => {
+                    for (missing, name) in [
+                        (sf.is_none(), "salesforce"),
+                        (pushback.is_none(), "pushback"),
+                    ] {
+                        if missing {
+                            problems.push(format!(
+                                "{name}: missing section (a salesforce-pushback job reads [salesforce] and [pushback])"
+                            ));
+                        }
+                    }
+                    None
+                }
+            },
             Some("interval-rollup") => match &self.rollup {
                 Some(rollup) => rollup.validate(problems).map(JobKind::IntervalRollup),
                 None => {
@@ -393,7 +509,7 @@ impl RawJob {
             },
             Some(other) => {
                 problems.push(format!(
-                    "job.kind: unknown kind {other:?}; this version runs \"connect-intervals\", \"salesforce-export\" and \"interval-rollup\""
+                    "job.kind: unknown kind {other:?}; this version runs \"connect-intervals\", \"salesforce-export\", \"interval-rollup\" and \"salesforce-pushback\""
                 ));
                 // Still check a [source] against the one kind that has one: every problem at once.
                 if let Some(source) = &self.source {

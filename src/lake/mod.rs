@@ -5,6 +5,7 @@ pub mod buffer;
 pub mod layout;
 pub mod merge;
 pub mod parquet;
+pub mod partitions;
 pub mod store;
 
 pub use store::{Access, Location, StoreError};

@@ -12,6 +12,7 @@ use super::aggregate::{output_schema, rollup, Grain};
 use crate::connect::schema::ReportSchema;
 use crate::job::{Job, ReportKind};
 use crate::lake::parquet::{align, decode, encode, ParquetError};
+use crate::lake::partitions::{changed_days, DayFile};
 use crate::lake::{layout, Access, Location, StoreError};
 use crate::state::{self, StateError};
 use crate::window::Window;
@@ -105,52 +106,31 @@ impl<'a> RollupJob<'a> {
         &self.lake
     }
 
-    /// Interval partitions to roll up: `(day, key, modified)`, by day.
-    pub async fn plan(
-        &self,
-        window: &Window,
-    ) -> Result<Vec<(i32, String, DateTime<Utc>)>, RollupError> {
+    /// Interval partitions to roll up (changed since the last run, or in the window), by day.
+    pub async fn plan(&self, window: &Window) -> Result<Vec<DayFile>, RollupError> {
         let schema = ReportSchema::get(self.report);
         let watermark = state::load_job_state(&self.lake, &self.job.name)
             .await?
             .watermark;
-        let listed = self.lake.list(&layout::table_prefix(&schema.table)).await?;
-        let mut days: Vec<(i32, String, DateTime<Utc>)> = listed
-            .into_iter()
-            .filter_map(|l| {
-                let day = layout::parse_partition_file(&schema.table, &l.relative)?;
-                Some((day, l.relative, l.modified))
-            })
-            .filter(|(day, _, modified)| {
-                if window.is_open() {
-                    watermark.is_none_or(|w| *modified > w)
-                } else {
-                    let date = layout::date_of(*day);
-                    let midnight = crate::window::local_midnight(date, self.job.timezone);
-                    let next = crate::window::local_midnight(
-                        date.succ_opt().unwrap_or(date),
-                        self.job.timezone,
-                    );
-                    window.start.is_none_or(|s| next > s) && window.end.is_none_or(|e| midnight < e)
-                }
-            })
-            .collect();
-        days.sort();
-        Ok(days)
+        Ok(changed_days(
+            &self.lake,
+            &schema.table,
+            watermark,
+            window,
+            self.job.timezone,
+        )
+        .await?)
     }
 
     /// Rolls up the planned days.
-    pub async fn run(
-        &self,
-        plan: &[(i32, String, DateTime<Utc>)],
-    ) -> Result<RollupReport, RollupError> {
+    pub async fn run(&self, plan: &[DayFile]) -> Result<RollupReport, RollupError> {
         let started = Instant::now();
         let schema = ReportSchema::get(self.report);
         let meta = state::load_table_meta(&self.lake, &schema.table).await?;
         let input_schema = schema.table_schema(&meta.extra_columns);
         let mut report = RollupReport::default();
         let mut newest: Option<DateTime<Utc>> = None;
-        for (day, key, modified) in plan {
+        for DayFile { day, key, modified } in plan {
             let Some(bytes) = self.lake.get(key).await? else {
                 continue; // replaced or removed since the listing; the next run sees it
             };
