@@ -48,7 +48,9 @@ async fn every_row_lands_whatever_the_chunk_size() {
     )
     .unwrap();
     let job = job::load(&job_file, &BTreeMap::new()).unwrap();
-    let JobKind::ConnectIntervals(settings) = &job.kind;
+    let JobKind::ConnectIntervals(settings) = &job.kind else {
+        panic!("a connect job")
+    };
     let mut previous: Option<Vec<(String, usize)>> = None;
     for chunk_bytes in [1, 97, 4096, 1 << 20] {
         let connect = ConnectJob::open(&job, settings, cxlake::connect::job::OpenMode::Run)

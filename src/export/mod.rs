@@ -266,6 +266,9 @@ pub struct ExportJob<'a> {
     client: Arc<Client>,
 }
 
+/// The (since, until] SystemModstamp window of one object, and whether the watermark moves.
+type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>, bool);
+
 /// Rows and deletes counted while streaming.
 #[derive(Default)]
 struct Streamed {
@@ -309,7 +312,7 @@ impl<'a> ExportJob<'a> {
         watermark: Option<DateTime<Utc>>,
         window: &Window,
         now: DateTime<Utc>,
-    ) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>, bool), ExportError> {
+    ) -> Result<Bounds, ExportError> {
         match self.spec.export.mode {
             ExportMode::Snapshot if window.is_open() => Ok((None, None, false)),
             ExportMode::Snapshot => Err(ExportError::Usage(

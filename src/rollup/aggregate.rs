@@ -347,7 +347,10 @@ mod tests {
     }
 
     /// Queue interval rows with the given (utc start, local offset minutes, metric values); other metrics null.
-    fn intervals(rows: &[(&str, i64, &[(&str, Option<f64>)])]) -> (SchemaRef, RecordBatch) {
+    /// (UTC start, local offset in minutes, metric values).
+    type Row<'a> = (&'a str, i64, &'a [(&'a str, Option<f64>)]);
+
+    fn intervals(rows: &[Row]) -> (SchemaRef, RecordBatch) {
         let schema = ReportSchema::get(ReportKind::Queue).table_schema(&[]);
         let n = rows.len();
         let mut columns: Vec<ArrayRef> = Vec::new();
@@ -471,7 +474,14 @@ mod tests {
         ]);
         let day =
             crate::lake::layout::day_number(chrono::NaiveDate::from_ymd_opt(2024, 3, 10).unwrap());
-        let daily = rollup(&[batch.clone()], &schema, "queue", Grain::Daily, day).unwrap();
+        let daily = rollup(
+            std::slice::from_ref(&batch),
+            &schema,
+            "queue",
+            Grain::Daily,
+            day,
+        )
+        .unwrap();
         assert_eq!(daily.num_rows(), 1);
         assert_eq!(i64_of(&daily, "intervals"), [Some(3)]);
         assert_eq!(i64_of(&daily, "contacts_handled"), [Some(40)]);
