@@ -1,4 +1,4 @@
-# cxlake: `make demo` runs the Connect jobs end to end on bundled data; `make test` runs every check.
+# cxlake: `make demo` runs every job kind end to end on bundled data and the built-in Salesforce emulator; `make test` runs every check.
 CARGO ?= cargo
 CARGO_TARGET_DIR ?= target
 export CARGO_TARGET_DIR
@@ -18,13 +18,16 @@ $(PY): tests/requirements.txt
 
 venv: $(PY)
 
-## demo: both Connect jobs on the bundled reports, then a Salesforce export from the built-in
-## emulator, all into ./lake; then query it with DuckDB
+## demo: both Connect jobs on the bundled reports, their hourly/daily roll-ups, then (against the
+## built-in Salesforce emulator) a Salesforce export into the lake and the push-back of interval
+## metrics into the CTI adapter's objects; then query the lake with DuckDB
 demo: build $(PY)
 	rm -rf lake
 	$(BIN) validate jobs/demo/*.toml
 	$(BIN) run jobs/demo/connect-queue.toml jobs/demo/connect-agent.toml
 	$(BIN) run jobs/demo/rollup-queue.toml jobs/demo/rollup-agent.toml
+	$(PY) scripts/with_emulator.py $(BIN) -- $(BIN) run jobs/demo/salesforce-export.toml \
+		-- $(BIN) run jobs/demo/pushback-queue.toml jobs/demo/pushback-agent.toml
 	$(PY) scripts/demo_query.py lake
 
 ## test: format, lint, unit tests, job-file validation, integration tests (DuckDB, pyarrow, moto)

@@ -37,3 +37,18 @@ print(
         """
     )
 )
+
+accounts = f"read_parquet('{lake}/sf_account_latest/*.parquet')"
+interactions = f"read_parquet('{lake}/sf_cx_interaction__c_latest/*.parquet')"
+print("Salesforce accounts exported from the emulator (sf_account_latest), by industry:")
+print(
+    con.sql(
+        f"""
+        select industry, count(*) as accounts, round(sum(annual_revenue) / 1e6, 1) as revenue_musd,
+               any_value(owner__name) as an_owner, max(system_modstamp) as last_modified
+        from {accounts} group by industry order by accounts desc, industry limit 8
+        """
+    )
+)
+print("Custom object CX_Interaction__c (sf_cx_interaction__c_latest): columns and types from describe:")
+print(con.sql(f"select column_name, column_type from (describe select * from {interactions}) limit 40"))

@@ -119,7 +119,7 @@ pub struct ObjectReport {
     pub added_columns: Vec<String>,
     /// Fields not exported, with the reason.
     pub skipped_fields: Vec<(String, String)>,
-    /// SystemModstamp window: (since, until].
+    /// Lower SystemModstamp bound of the query.
     pub since: Option<DateTime<Utc>>,
     /// Upper bound of the window.
     pub until: Option<DateTime<Utc>>,
@@ -165,25 +165,37 @@ pub fn latest_key(table: &str) -> String {
     format!("{}/part-00000.parquet", latest_table(table))
 }
 
-/// A SOQL datetime literal (UTC, `Z`: a `+` would need URL-encoding as `%2B`).
+/// A SOQL datetime literal: whole seconds, UTC, `Z` (SOQL's documented forms; a `+` offset
+/// would need URL-encoding as `%2B`).
 fn soql_datetime(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The `SystemModstamp` span of one object's query (bounds are whole seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    /// Lower bound.
+    pub from: Option<DateTime<Utc>>,
+    /// Whether the lower bound is included (`>=`) or not (`>`).
+    pub from_inclusive: bool,
+    /// Upper bound.
+    pub to: Option<DateTime<Utc>>,
+    /// Whether the upper bound is included (`<=`) or not (`<`).
+    pub to_inclusive: bool,
+    /// Whether the object's watermark moves to `to` after the run.
+    pub advance: bool,
 }
 
 /// The SOQL of one export.
-pub fn soql(
-    object: &str,
-    fields: &str,
-    filter: Option<&str>,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-) -> String {
+pub fn soql(object: &str, fields: &str, filter: Option<&str>, span: &Span) -> String {
     let mut conditions = Vec::new();
-    if let Some(since) = since {
-        conditions.push(format!("SystemModstamp > {}", soql_datetime(since)));
+    if let Some(from) = span.from {
+        let op = if span.from_inclusive { ">=" } else { ">" };
+        conditions.push(format!("SystemModstamp {op} {}", soql_datetime(from)));
     }
-    if let Some(until) = until {
-        conditions.push(format!("SystemModstamp <= {}", soql_datetime(until)));
+    if let Some(to) = span.to {
+        let op = if span.to_inclusive { "<=" } else { "<" };
+        conditions.push(format!("SystemModstamp {op} {}", soql_datetime(to)));
     }
     if let Some(filter) = filter {
         conditions.push(format!("({filter})"));
@@ -266,9 +278,6 @@ pub struct ExportJob<'a> {
     client: Arc<Client>,
 }
 
-/// The (since, until] SystemModstamp window of one object, and whether the watermark moves.
-type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>, bool);
-
 /// Rows and deletes counted while streaming.
 #[derive(Default)]
 struct Streamed {
@@ -306,28 +315,34 @@ impl<'a> ExportJob<'a> {
         &self.lake
     }
 
-    /// The (since, until] window of one object and whether the watermark moves after it.
+    /// The SystemModstamp span of one object's query.
     fn bounds(
         &self,
         watermark: Option<DateTime<Utc>>,
         window: &Window,
         now: DateTime<Utc>,
-    ) -> Result<Bounds, ExportError> {
+    ) -> Result<Span, ExportError> {
         match self.spec.export.mode {
-            ExportMode::Snapshot if window.is_open() => Ok((None, None, false)),
+            ExportMode::Snapshot if window.is_open() => Ok(Span::default()),
             ExportMode::Snapshot => Err(ExportError::Usage(
                 "--from/--to select changed records and apply to incremental exports only; a snapshot export reads everything".into(),
             )),
-            ExportMode::Incremental if window.is_open() => Ok((watermark, Some(now), true)),
-            // [start, end) as (start - 1 ms, end - 1 ms]: modstamps have millisecond precision.
-            ExportMode::Incremental => {
-                let ms = chrono::Duration::milliseconds(1);
-                Ok((
-                    window.start.map(|s| s - ms),
-                    Some(window.end.map_or(now, |e| e - ms)),
-                    false,
-                ))
-            }
+            // (watermark, now]: the next run starts where this one ends.
+            ExportMode::Incremental if window.is_open() => Ok(Span {
+                from: watermark,
+                from_inclusive: false,
+                to: Some(now),
+                to_inclusive: true,
+                advance: true,
+            }),
+            // [from day, to day + 1): a re-export that leaves the watermark alone.
+            ExportMode::Incremental => Ok(Span {
+                from: window.start,
+                from_inclusive: true,
+                to: Some(window.end.unwrap_or(now)),
+                to_inclusive: window.end.is_none(),
+                advance: false,
+            }),
         }
     }
 
@@ -339,14 +354,12 @@ impl<'a> ExportJob<'a> {
         for spec in &self.spec.export.objects {
             let (describe, related) = self.describe(spec).await?;
             let selection = describe::select(&describe, &spec.fields, &related)?;
-            let (since, until, _) =
-                self.bounds(state.objects.get(&spec.name).copied(), window, now)?;
+            let span = self.bounds(state.objects.get(&spec.name).copied(), window, now)?;
             let text = soql(
                 &spec.name,
                 &selection.soql_fields(),
                 spec.filter.as_deref(),
-                since,
-                until,
+                &span,
             );
             lines.push(format!(
                 "{} -> {} ({} columns{}): {text}",
@@ -438,15 +451,14 @@ impl<'a> ExportJob<'a> {
         let (table_columns, added) = table_columns(&table, &meta.columns, &selection.columns)?;
         let table_schema = normalize::schema(&table_columns);
         let job_state = state::load_job_state(&self.lake, &self.job.name).await?;
-        let (since, until, advance) =
-            self.bounds(job_state.objects.get(&spec.name).copied(), window, now)?;
+        let span = self.bounds(job_state.objects.get(&spec.name).copied(), window, now)?;
+        let (since, until) = (span.from, span.to);
         let incremental = self.spec.export.mode == ExportMode::Incremental;
         let text = soql(
             &spec.name,
             &selection.soql_fields(),
             spec.filter.as_deref(),
-            since,
-            until,
+            &span,
         );
         tracing::debug!(object = %spec.name, soql = %text, "query");
 
@@ -507,7 +519,7 @@ impl<'a> ExportJob<'a> {
             .collect();
         state::save_table_meta(&self.lake, &table, &meta).await?;
         self.sync_catalog(&table, &table_schema).await?;
-        if advance {
+        if span.advance {
             // Re-read: another object of this run may have moved its own watermark.
             let mut job_state = state::load_job_state(&self.lake, &self.job.name).await?;
             job_state.objects.insert(
@@ -797,12 +809,18 @@ mod tests {
         let until = DateTime::parse_from_rfc3339("2024-03-11T00:00:00Z")
             .unwrap()
             .to_utc();
+        let span = Span {
+            from: Some(since),
+            to: Some(until),
+            to_inclusive: true,
+            ..Span::default()
+        };
         assert_eq!(
-            soql("Case", "Id, Subject", Some("Origin = 'Phone'"), Some(since), Some(until)),
-            "SELECT Id, Subject FROM Case WHERE SystemModstamp > 2024-03-10T07:30:00.000Z AND SystemModstamp <= 2024-03-11T00:00:00.000Z AND (Origin = 'Phone')"
+            soql("Case", "Id, Subject", Some("Origin = 'Phone'"), &span),
+            "SELECT Id, Subject FROM Case WHERE SystemModstamp > 2024-03-10T07:30:00Z AND SystemModstamp <= 2024-03-11T00:00:00Z AND (Origin = 'Phone')"
         );
         assert_eq!(
-            soql("Account", "Id", None, None, None),
+            soql("Account", "Id", None, &Span::default()),
             "SELECT Id FROM Account"
         );
     }

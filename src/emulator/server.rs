@@ -1,0 +1,1221 @@
+//! HTTP handlers: OAuth, REST (describe, query, collections, limits), Bulk API 2.0 query and
+//! ingest, and the admin API (`/__emulator/…`: records, faults, stats).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::model::{stamp, ObjectDef};
+use super::org::{ApiError, Faults, Job, Org, Record, Selected};
+use super::wire;
+use super::OrgCredentials;
+
+/// Shared server state.
+#[derive(Clone)]
+pub struct AppState {
+    /// The org.
+    pub org: Arc<Mutex<Org>>,
+    /// Accepted credentials.
+    pub credentials: Arc<OrgCredentials>,
+    /// Public base URL (`instance_url`).
+    pub base_url: Arc<Mutex<String>>,
+}
+
+fn respond(status: u16, content_type: &str, body: impl Into<Body>) -> Response {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("Content-Type", content_type)
+        .body(body.into())
+        .expect("valid response")
+}
+
+fn json_response(status: u16, value: &Value) -> Response {
+    respond(status, "application/json;charset=UTF-8", value.to_string())
+}
+
+fn api_error(e: ApiError) -> Response {
+    let mut r = json_response(
+        e.status,
+        &json!([{ "message": e.message, "errorCode": e.code }]),
+    );
+    if e.status == 401 {
+        r.headers_mut()
+            .insert("WWW-Authenticate", HeaderValue::from_static("Token"));
+    }
+    r
+}
+
+fn oauth_error(error: &str, description: &str) -> Response {
+    json_response(
+        400,
+        &json!({ "error": error, "error_description": description }),
+    )
+}
+
+fn token() -> String {
+    let mut bytes = [0u8; 24];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
+    } else {
+        let t = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
+        bytes[..8].copy_from_slice(&t.to_le_bytes());
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("00Dcx0000000001!{hex}")
+}
+
+fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
+    url_decode_pairs(std::str::from_utf8(body).unwrap_or_default())
+}
+
+fn url_decode_pairs(text: &str) -> std::collections::HashMap<String, String> {
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `POST /services/oauth2/token`.
+fn oauth(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
+    let f = form(body);
+    let creds = &state.credentials;
+    let base = state.base_url.lock().expect("lock").clone();
+    let grant = f.get("grant_type").map(String::as_str).unwrap_or("");
+    let client_ok = |f: &std::collections::HashMap<String, String>| {
+        let (mut id, mut secret) = (f.get("client_id").cloned(), f.get("client_secret").cloned());
+        if let Some(basic) = headers
+            .get("Authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+        {
+            if let Some(decoded) = base64_decode(basic) {
+                if let Some((i, s)) = decoded.split_once(':') {
+                    id = Some(percent_decode(i));
+                    secret = Some(percent_decode(s));
+                }
+            }
+        }
+        id.as_deref() == Some(&creds.client_id) && secret.as_deref() == Some(&creds.client_secret)
+    };
+    let mut org = state.org.lock().expect("lock");
+    org.count("token");
+    let issue = |org: &mut Org, refresh: bool| {
+        let access = token();
+        org.tokens.insert(access.clone());
+        let mut body = json!({
+            "access_token": access, "instance_url": base, "id": format!("{base}/id/00Dcx0000000001AAA/005cx0000000001AAA"),
+            "token_type": "Bearer", "issued_at": chrono::Utc::now().timestamp_millis().to_string(),
+            "signature": "c2lnbmF0dXJl", "scope": "api web refresh_token",
+        });
+        if refresh {
+            let r = token();
+            org.refresh_tokens.insert(r.clone());
+            body["refresh_token"] = json!(r);
+        }
+        json_response(200, &body)
+    };
+    match grant {
+        "password" => {
+            if !client_ok(&f) {
+                return oauth_error("invalid_client", "invalid client credentials");
+            }
+            if f.get("username") != Some(&creds.username)
+                || f.get("password") != Some(&creds.password)
+            {
+                return oauth_error("invalid_grant", "authentication failure");
+            }
+            issue(&mut org, true)
+        }
+        "client_credentials" => {
+            if !client_ok(&f) {
+                return oauth_error("invalid_client", "invalid client credentials");
+            }
+            issue(&mut org, false)
+        }
+        "refresh_token" => {
+            if !client_ok(&f) {
+                return oauth_error("invalid_client", "invalid client credentials");
+            }
+            match f.get("refresh_token") {
+                Some(r) if org.refresh_tokens.contains(r) => issue(&mut org, false),
+                _ => oauth_error("invalid_grant", "expired access/refresh token"),
+            }
+        }
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => {
+            let Some(pem) = &creds.jwt_public_key_pem else {
+                return oauth_error("invalid_grant", "user hasn't approved this consumer");
+            };
+            let Some(assertion) = f.get("assertion") else {
+                return oauth_error("invalid_request", "assertion is missing");
+            };
+            match verify_jwt(assertion, pem, creds, &base) {
+                Ok(()) => issue(&mut org, false),
+                Err(description) => oauth_error("invalid_grant", &description),
+            }
+        }
+        _ => oauth_error("unsupported_grant_type", "grant type not supported"),
+    }
+}
+
+fn verify_jwt(
+    assertion: &str,
+    pem: &str,
+    creds: &OrgCredentials,
+    base: &str,
+) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        iss: String,
+        sub: String,
+        exp: u64,
+    }
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
+        .map_err(|_| "invalid assertion".to_string())?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[
+        "https://login.salesforce.com",
+        "https://test.salesforce.com",
+        base,
+    ]);
+    let data = jsonwebtoken::decode::<Claims>(assertion, &key, &validation)
+        .map_err(|e| format!("invalid assertion ({e})"))?;
+    let now = chrono::Utc::now().timestamp() as u64;
+    if data.claims.exp > now + 180 + 60 {
+        return Err("expiration is too far in the future (at most 3 minutes)".into());
+    }
+    if data.claims.iss != creds.client_id {
+        return Err("invalid client credentials".into());
+    }
+    if data.claims.sub != creds.username {
+        return Err("user hasn't approved this consumer".into());
+    }
+    Ok(())
+}
+
+fn base64_decode(text: &str) -> Option<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in text.trim().bytes().filter(|&c| c != b'=') {
+        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Every `/services/…` request.
+pub async fn services(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let segments: Vec<&str> = path
+        .trim_start_matches("/services/")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    if segments == ["oauth2", "token"] && method == Method::POST {
+        return oauth(&state, &headers, &body);
+    }
+    if segments == ["data"] {
+        let versions: Vec<Value> = (31..=66)
+            .map(|v| json!({ "label": format!("v{v}"), "url": format!("/services/data/v{v}.0"), "version": format!("{v}.0") }))
+            .collect();
+        return json_response(200, &Value::Array(versions));
+    }
+    let (Some(&"data"), Some(version)) = (segments.first(), segments.get(1)) else {
+        return api_error(ApiError::new(
+            404,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+        ));
+    };
+    let version = version.trim_start_matches('v').to_string();
+    if version.parse::<f64>().map_or(true, |v| v < 31.0) {
+        return api_error(ApiError::new(
+            410,
+            "GONE",
+            format!("API version {version} is retired"),
+        ));
+    }
+    let rest: Vec<String> = segments[2..].iter().map(|s| s.to_string()).collect();
+    let query = url_decode_pairs(uri.query().unwrap_or_default());
+    {
+        let mut org = state.org.lock().expect("lock");
+        let bearer = headers
+            .get("Authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if let Some(n) = org.faults.expire_tokens_after_calls {
+            if n == 0 {
+                org.tokens.clear();
+                org.faults.expire_tokens_after_calls = None;
+            } else {
+                org.faults.expire_tokens_after_calls = Some(n - 1);
+            }
+        }
+        if !org.tokens.contains(bearer) {
+            org.count("unauthorized");
+            return api_error(ApiError::new(
+                401,
+                "INVALID_SESSION_ID",
+                "Session expired or invalid",
+            ));
+        }
+        if org.faults.limit_exceeded_calls > 0 {
+            org.faults.limit_exceeded_calls -= 1;
+            org.count("limit_exceeded");
+            return api_error(ApiError::new(
+                403,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+            ));
+        }
+        if org.faults.server_error_calls > 0 {
+            org.faults.server_error_calls -= 1;
+            org.count("server_error");
+            let status = org.faults.status.unwrap_or(503);
+            return api_error(ApiError::new(
+                status,
+                "SERVER_UNAVAILABLE",
+                "Service temporarily unavailable",
+            ));
+        }
+    }
+    let gzip = headers
+        .get("Accept-Encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("gzip"));
+    let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let result = match (method.clone(), parts.as_slice()) {
+        (Method::GET, ["limits"]) => limits(&state),
+        (Method::GET, ["sobjects"]) => sobjects(&state),
+        (Method::GET, ["sobjects", object, "describe"]) => describe(&state, object, &version),
+        (Method::GET, [resource @ ("query" | "queryAll")]) => rest_query(
+            &state,
+            query.get("q").map(String::as_str).unwrap_or(""),
+            *resource == "queryAll",
+            &version,
+            &headers,
+        ),
+        (Method::GET, ["query" | "queryAll", cursor]) => query_more(&state, cursor, &version),
+        (Method::PATCH, ["composite", "sobjects", object, external_id]) => {
+            collections_upsert(&state, object, external_id, &body)
+        }
+        (Method::POST, ["jobs", "query"]) => create_query_job(&state, &body, &version),
+        (Method::GET, ["jobs", kind @ ("query" | "ingest")]) => list_jobs(&state, kind),
+        (Method::GET, ["jobs", "query", id]) => job_info(&state, id, true),
+        (Method::PATCH, ["jobs", "query" | "ingest", id]) => patch_job(&state, id, &body),
+        (Method::DELETE, ["jobs", "query" | "ingest", id]) => delete_job(&state, id),
+        (Method::GET, ["jobs", "query", id, "results"]) => {
+            return query_results(&state, id, &version, &query, gzip).await;
+        }
+        (Method::GET, ["jobs", "query", id, "resultPages"]) => result_pages(&state, id, &version),
+        (Method::POST, ["jobs", "ingest"]) => create_ingest_job(&state, &body, &version),
+        (Method::GET, ["jobs", "ingest", id]) => job_info(&state, id, false),
+        (Method::PUT, ["jobs", "ingest", id, "batches"]) => upload(&state, id, &body),
+        (
+            Method::GET,
+            ["jobs", "ingest", id, which @ ("successfulResults" | "failedResults" | "unprocessedrecords")],
+        ) => ingest_results(&state, id, which),
+        _ => Err(ApiError::new(
+            404,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+        )),
+    };
+    let mut response = match result {
+        Ok(r) => r,
+        Err(e) => api_error(e),
+    };
+    let total = state
+        .org
+        .lock()
+        .expect("lock")
+        .stats
+        .get("total")
+        .copied()
+        .unwrap_or(0);
+    if let Ok(v) = HeaderValue::from_str(&format!("api-usage={total}/100000")) {
+        response.headers_mut().insert("Sforce-Limit-Info", v);
+    }
+    response
+}
+
+type Handled = Result<Response, ApiError>;
+
+fn limits(state: &AppState) -> Handled {
+    let mut org = state.org.lock().expect("lock");
+    org.count("limits");
+    let used = org.stats.get("total").copied().unwrap_or(0);
+    Ok(json_response(
+        200,
+        &json!({
+            "DailyApiRequests": { "Max": 100000, "Remaining": 100000 - used.min(100000) },
+            "DailyBulkApiBatches": { "Max": 15000, "Remaining": 15000 },
+            "DailyBulkV2QueryJobs": { "Max": 10000, "Remaining": 10000 },
+            "DailyBulkV2QueryFileStorageMB": { "Max": 1048576, "Remaining": 1048576 },
+        }),
+    ))
+}
+
+fn sobjects(state: &AppState) -> Handled {
+    let mut org = state.org.lock().expect("lock");
+    org.count("describe");
+    let list: Vec<Value> = org
+        .objects
+        .values()
+        .map(|o| json!({ "name": o.name, "queryable": true, "keyPrefix": o.key_prefix }))
+        .collect();
+    Ok(json_response(
+        200,
+        &json!({ "encoding": "UTF-8", "maxBatchSize": 200, "sobjects": list }),
+    ))
+}
+
+fn describe(state: &AppState, object: &str, version: &str) -> Handled {
+    let mut org = state.org.lock().expect("lock");
+    org.count("describe");
+    let def = org
+        .object(object)
+        .map_err(|_| ApiError::new(404, "NOT_FOUND", "The requested resource does not exist"))?;
+    Ok(json_response(200, &def.describe(version)))
+}
+
+/// One REST record as JSON text.
+fn rest_record(
+    org: &Org,
+    object: &ObjectDef,
+    selected: &[Selected],
+    written: &[String],
+    record: &Record,
+    version: &str,
+) -> String {
+    let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
+    let mut parts = vec![format!(
+        "\"attributes\":{{\"type\":\"{}\",\"url\":\"/services/data/v{version}/sobjects/{}/{id}\"}}",
+        object.name, object.name
+    )];
+    let mut done_relationships: Vec<String> = Vec::new();
+    for (sel, _path) in selected.iter().zip(written) {
+        match sel {
+            Selected::Field(f) if matches!(f.ftype.as_str(), "address" | "location") => {
+                parts.push(format!(
+                    "\"{}\":{}",
+                    f.name,
+                    wire::compound(object, &f.name, record, version)
+                ));
+            }
+            Selected::Field(f) => {
+                let value = record.get(&f.name).cloned().unwrap_or(Value::Null);
+                parts.push(format!(
+                    "\"{}\":{}",
+                    f.name,
+                    wire::rest_value(object, f, id, &value, version)
+                ));
+            }
+            Selected::Related(reference, target, _) => {
+                let rel = reference.relationship.clone().unwrap_or_default();
+                if done_relationships.contains(&rel) {
+                    continue;
+                }
+                done_relationships.push(rel.clone());
+                let parent = record
+                    .get(&reference.name)
+                    .and_then(Value::as_str)
+                    .and_then(|pid| org.parent(target, pid));
+                let Some((tdef, parent)) = parent else {
+                    parts.push(format!("\"{rel}\":null"));
+                    continue;
+                };
+                let pid = parent.get("Id").and_then(Value::as_str).unwrap_or_default();
+                let mut inner = vec![format!(
+                    "\"attributes\":{{\"type\":\"{}\",\"url\":\"/services/data/v{version}/sobjects/{}/{pid}\"}}",
+                    tdef.name, tdef.name
+                )];
+                for s in selected {
+                    if let Selected::Related(r2, _, f2) = s {
+                        if r2.name == reference.name {
+                            let value = parent.get(&f2.name).cloned().unwrap_or(Value::Null);
+                            inner.push(format!(
+                                "\"{}\":{}",
+                                f2.name,
+                                wire::rest_value(tdef, f2, pid, &value, version)
+                            ));
+                        }
+                    }
+                }
+                parts.push(format!("\"{rel}\":{{{}}}", inner.join(",")));
+            }
+        }
+    }
+    format!("{{{}}}", parts.join(","))
+}
+
+fn page_response(total: usize, records: &[String], next: Option<String>) -> Response {
+    let mut body = format!("{{\"totalSize\":{total},\"done\":{}", next.is_none());
+    if let Some(n) = next {
+        body.push_str(&format!(",\"nextRecordsUrl\":\"{n}\""));
+    }
+    body.push_str(&format!(",\"records\":[{}]}}", records.join(",")));
+    respond(200, "application/json;charset=UTF-8", body)
+}
+
+fn rest_query(
+    state: &AppState,
+    soql: &str,
+    all: bool,
+    version: &str,
+    headers: &HeaderMap,
+) -> Handled {
+    let mut org = state.org.lock().expect("lock");
+    org.count("query");
+    let (object, selected, written, rows) = org.run_query(soql, all)?;
+    let rendered: Vec<String> = rows
+        .iter()
+        .map(|r| rest_record(&org, &object, &selected, &written, r, version))
+        .collect();
+    let batch = headers
+        .get("Sforce-Query-Options")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|p| p.trim().strip_prefix("batchSize="))
+        })
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(2000)
+        .clamp(200, 2000);
+    let total = rendered.len();
+    if total <= batch {
+        return Ok(page_response(total, &rendered, None));
+    }
+    org.counter += 1;
+    let cursor = format!("01gcx{:013}", org.counter);
+    let first = rendered[..batch].to_vec();
+    let resource = if all { "queryAll" } else { "query" };
+    org.cursors
+        .insert(cursor.clone(), (rendered, batch, resource.to_string()));
+    Ok(page_response(
+        total,
+        &first,
+        Some(format!(
+            "/services/data/v{version}/{resource}/{cursor}-{batch}"
+        )),
+    ))
+}
+
+fn query_more(state: &AppState, cursor: &str, version: &str) -> Handled {
+    let mut org = state.org.lock().expect("lock");
+    org.count("query_more");
+    let (id, offset) = cursor
+        .rsplit_once('-')
+        .ok_or_else(|| ApiError::new(400, "INVALID_QUERY_LOCATOR", "invalid query locator"))?;
+    let offset: usize = offset
+        .parse()
+        .map_err(|_| ApiError::new(400, "INVALID_QUERY_LOCATOR", "invalid query locator"))?;
+    let (rendered, batch, resource) = org
+        .cursors
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::new(400, "INVALID_QUERY_LOCATOR", "invalid query locator"))?;
+    let end = (offset + batch).min(rendered.len());
+    let next =
+        (end < rendered.len()).then(|| format!("/services/data/v{version}/{resource}/{id}-{end}"));
+    Ok(page_response(
+        rendered.len(),
+        &rendered[offset.min(end)..end],
+        next,
+    ))
+}
+
+fn job_json(job: &Job, query: bool) -> Value {
+    let mut v = json!({
+        "id": job.id, "operation": job.operation, "object": job.object,
+        "createdById": "005cx0000000001AAA", "createdDate": wire::rest_datetime(&stamp(job.created)),
+        "systemModstamp": wire::rest_datetime(&stamp(job.created)), "state": job.state,
+        "concurrencyMode": "Parallel", "contentType": "CSV",
+        "apiVersion": job.version.parse::<f64>().unwrap_or(66.0),
+        "jobType": if query { "V2Query" } else { "V2Ingest" },
+        "lineEnding": "LF", "columnDelimiter": "COMMA", "retries": 0, "totalProcessingTime": 0,
+    });
+    if query {
+        v["isPkChunkingSupported"] = json!(true);
+        if job.state == "JobComplete" {
+            let n = match (&job.result, &job.canned) {
+                (Some((_, rows)), _) => rows.len() as u64,
+                (_, Some(pages)) => pages.iter().map(|(_, n)| n).sum(),
+                _ => 0,
+            };
+            v["numberRecordsProcessed"] = json!(n);
+        }
+    } else {
+        v["externalIdFieldName"] = json!(job.external_id);
+        v["contentUrl"] = json!(format!(
+            "services/data/v{}/jobs/ingest/{}/batches",
+            job.version, job.id
+        ));
+        v["numberRecordsProcessed"] = json!(job.counts.0);
+        v["numberRecordsFailed"] = json!(job.counts.1);
+    }
+    if let Some(e) = &job.error {
+        v["errorMessage"] = json!(e);
+    }
+    v
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            400,
+            "API_ERROR",
+            format!(
+                "Value does not match expected type at [line:{}, column:{}]",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+fn create_query_job(state: &AppState, body: &[u8], version: &str) -> Handled {
+    let request = parse_body(body)?;
+    let operation = request["operation"].as_str().unwrap_or("query").to_string();
+    if operation != "query" && operation != "queryAll" {
+        return Err(ApiError::new(
+            400,
+            "API_ERROR",
+            format!("invalid operation {operation}"),
+        ));
+    }
+    let soql = request["query"].as_str().unwrap_or_default().to_string();
+    let mut org = state.org.lock().expect("lock");
+    org.count("bulk_create");
+    let canned = super::canned_pages(&org, &soql);
+    let (object, result) = match canned {
+        Some((object, pages)) => (object, Err(pages)),
+        None => {
+            let (object, selected, written, rows) =
+                org.run_query(&soql, operation == "queryAll")?;
+            for s in &selected {
+                if let Selected::Field(f) = s {
+                    match f.ftype.as_str() {
+                        "address" | "location" => return Err(ApiError::new(400, "API_ERROR", "Selecting compound data not supported in Bulk Query")),
+                        "base64" => return Err(ApiError::new(400, "API_ERROR", format!("FUNCTIONALITY_NOT_ENABLED: Selecting base64 field {} not supported in Bulk Query", f.name))),
+                        _ => {}
+                    }
+                }
+            }
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    selected
+                        .iter()
+                        .map(|s| match s {
+                            Selected::Field(f) => {
+                                wire::bulk_cell(&object, f, r.get(&f.name).unwrap_or(&Value::Null))
+                            }
+                            Selected::Related(reference, target, f) => {
+                                let rel = reference.relationship.clone().unwrap_or_default();
+                                let value = org.related(&object, r, &rel, &f.name);
+                                let tdef = org
+                                    .object(target)
+                                    .cloned()
+                                    .unwrap_or_else(|_| object.clone());
+                                wire::bulk_cell(&tdef, f, &value)
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            (object.name.clone(), Ok((written, cells)))
+        }
+    };
+    let id = org.new_id("750");
+    let created = org.tick();
+    let mut job = Job {
+        id: id.clone(),
+        operation,
+        object,
+        state: "UploadComplete".into(),
+        version: version.to_string(),
+        created,
+        polls_left: 1 + org.faults.slow_job_polls,
+        error: None,
+        result: None,
+        canned: None,
+        external_id: None,
+        upload: None,
+        outcome: None,
+        counts: (0, 0),
+    };
+    match result {
+        Ok(r) => job.result = Some(r),
+        Err(pages) => job.canned = Some(pages),
+    }
+    if let Some(message) = org.faults.fail_next_query_job.take() {
+        job.error = Some(message);
+    }
+    let info = job_json(&job, true);
+    org.jobs.insert(id, job);
+    Ok(json_response(200, &info))
+}
+
+fn list_jobs(state: &AppState, kind: &str) -> Handled {
+    let mut org = state.org.lock().expect("lock");
+    org.count("bulk_list");
+    let query = kind == "query";
+    let records: Vec<Value> = org
+        .jobs
+        .values()
+        .filter(|j| (j.operation == "query" || j.operation == "queryAll") == query)
+        .map(|j| job_json(j, query))
+        .collect();
+    Ok(json_response(
+        200,
+        &json!({ "done": true, "records": records, "nextRecordsUrl": null }),
+    ))
+}
+
+fn job_info(state: &AppState, id: &str, query: bool) -> Handled {
+    let mut org = state.org.lock().expect("lock");
+    org.count(if query { "bulk_poll" } else { "ingest_poll" });
+    let job = org
+        .jobs
+        .get_mut(id)
+        .ok_or_else(|| ApiError::new(404, "NOT_FOUND", format!("Job {id} not found")))?;
+    if matches!(job.state.as_str(), "UploadComplete" | "InProgress")
+        && (query || job.outcome.is_some())
+    {
+        if job.polls_left > 0 {
+            job.polls_left -= 1;
+            job.state = "InProgress".into();
+        } else if job.error.is_some() {
+            job.state = "Failed".into();
+        } else {
+            job.state = "JobComplete".into();
+        }
+    }
+    Ok(json_response(200, &job_json(job, query)))
+}
+
+fn patch_job(state: &AppState, id: &str, body: &[u8]) -> Handled {
+    let request = parse_body(body)?;
+    let wanted = request["state"].as_str().unwrap_or_default().to_string();
+    let mut org = state.org.lock().expect("lock");
+    org.count("bulk_patch");
+    let job = org
+        .jobs
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::new(404, "NOT_FOUND", format!("Job {id} not found")))?;
+    match wanted.as_str() {
+        "Aborted" if matches!(job.state.as_str(), "Open" | "UploadComplete" | "InProgress") => {
+            org.jobs.get_mut(id).expect("exists").state = "Aborted".into();
+        }
+        "UploadComplete" if job.state == "Open" => {
+            let outcome = super::ingest::process(&mut org, &job);
+            let j = org.jobs.get_mut(id).expect("exists");
+            j.state = "UploadComplete".into();
+            j.polls_left = 1;
+            match outcome {
+                Ok((ok, failed, unprocessed, counts)) => {
+                    j.outcome = Some((ok, failed, unprocessed));
+                    j.counts = counts;
+                }
+                Err(message) => {
+                    j.outcome = Some((String::new(), String::new(), String::new()));
+                    j.error = Some(message);
+                }
+            }
+        }
+        _ => {
+            return Err(ApiError::new(
+                400,
+                "INVALIDJOBSTATE",
+                format!(
+                    "Cannot change state of job {id} from {} to {wanted}",
+                    job.state
+                ),
+            ))
+        }
+    }
+    let j = org.jobs.get(id).expect("exists");
+    Ok(json_response(
+        200,
+        &job_json(j, job.operation.starts_with("query")),
+    ))
+}
+
+fn delete_job(state: &AppState, id: &str) -> Handled {
+    let mut org = state.org.lock().expect("lock");
+    org.count("bulk_delete");
+    let job = org
+        .jobs
+        .get(id)
+        .ok_or_else(|| ApiError::new(404, "NOT_FOUND", format!("Job {id} not found")))?;
+    if !matches!(
+        job.state.as_str(),
+        "JobComplete" | "Aborted" | "Failed" | "UploadComplete"
+    ) || (job.state == "UploadComplete" && job.operation.starts_with("query"))
+    {
+        return Err(ApiError::new(
+            400,
+            "API_ERROR",
+            "Error encountered when deleting the job because the job is not terminated",
+        ));
+    }
+    org.jobs.remove(id);
+    Ok(respond(204, "application/json", ""))
+}
+
+fn encode_locator(offset: usize) -> String {
+    base64_encode(offset.to_string().as_bytes())
+        .trim_end_matches('=')
+        .to_string()
+}
+
+fn decode_locator(locator: &str) -> Option<usize> {
+    base64_decode(locator)?.parse().ok()
+}
+
+enum Page {
+    Rows(Vec<String>, Vec<Vec<String>>, usize, Option<String>),
+    File(std::path::PathBuf, u64, Option<String>),
+}
+
+fn results_page(
+    state: &AppState,
+    id: &str,
+    version: &str,
+    query: &std::collections::HashMap<String, String>,
+) -> Result<Page, ApiError> {
+    let mut org = state.org.lock().expect("lock");
+    org.count("bulk_results");
+    let job = org
+        .jobs
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::new(404, "NOT_FOUND", format!("Job {id} not found")))?;
+    if job.version != version {
+        return Err(ApiError::new(
+            409,
+            "INVALIDVERSION",
+            format!(
+                "Job {id} was created with API version {}; request its results with that version",
+                job.version
+            ),
+        ));
+    }
+    if job.state != "JobComplete" {
+        return Err(ApiError::new(
+            400,
+            "INVALIDJOBSTATE",
+            format!(
+                "Job {id} is {}; results are available once it is JobComplete",
+                job.state
+            ),
+        ));
+    }
+    let offset = match query.get("locator") {
+        None => 0,
+        Some(l) => decode_locator(l)
+            .ok_or_else(|| ApiError::new(400, "INVALIDLOCATOR", "invalid locator"))?,
+    };
+    if let Some(pages) = &job.canned {
+        let (path, n) = pages
+            .get(offset)
+            .cloned()
+            .ok_or_else(|| ApiError::new(400, "INVALIDLOCATOR", "invalid locator"))?;
+        let next = (offset + 1 < pages.len()).then(|| encode_locator(offset + 1));
+        return Ok(Page::File(path, n, next));
+    }
+    let (header, rows) = job.result.clone().unwrap_or_default();
+    let max = query
+        .get("maxRecords")
+        .and_then(|m| m.parse::<usize>().ok())
+        .filter(|&m| m > 0)
+        .unwrap_or(50_000);
+    let start = offset.min(rows.len());
+    let end = (offset + max).min(rows.len());
+    let next = (end < rows.len()).then(|| encode_locator(end));
+    Ok(Page::Rows(
+        header,
+        rows[start..end].to_vec(),
+        end - start,
+        next,
+    ))
+}
+
+async fn query_results(
+    state: &AppState,
+    id: &str,
+    version: &str,
+    query: &std::collections::HashMap<String, String>,
+    gzip: bool,
+) -> Response {
+    match results_page(state, id, version, query) {
+        Err(e) => api_error(e),
+        Ok(Page::File(path, n, next)) => match tokio::fs::read(&path).await {
+            Ok(body) => results_response(body, n, next, gzip),
+            Err(e) => api_error(ApiError::new(500, "UNKNOWN_EXCEPTION", e.to_string())),
+        },
+        Ok(Page::Rows(header, page, count, next)) => {
+            let mut body = Vec::new();
+            if count > 0 {
+                body.extend(
+                    header
+                        .iter()
+                        .map(|h| wire::quote(h))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                        .as_bytes(),
+                );
+                body.push(b'\n');
+                for row in &page {
+                    body.extend(row.join(",").as_bytes());
+                    body.push(b'\n');
+                }
+            }
+            results_response(body, count as u64, next, gzip)
+        }
+    }
+}
+
+fn results_response(body: Vec<u8>, count: u64, next: Option<String>, gzip: bool) -> Response {
+    let (body, encoding) = if gzip {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&body).expect("in memory");
+        (encoder.finish().expect("in memory"), Some("gzip"))
+    } else {
+        (body, None)
+    };
+    let mut r = respond(200, "text/csv", body);
+    let h = r.headers_mut();
+    h.insert("Sforce-NumberOfRecords", HeaderValue::from(count));
+    h.insert(
+        "Sforce-Locator",
+        HeaderValue::from_str(next.as_deref().unwrap_or("null")).expect("ascii"),
+    );
+    if let Some(e) = encoding {
+        h.insert("Content-Encoding", HeaderValue::from_static(e));
+    }
+    r
+}
+
+fn result_pages(state: &AppState, id: &str, version: &str) -> Handled {
+    let mut org = state.org.lock().expect("lock");
+    org.count("bulk_result_pages");
+    if version.parse::<f64>().unwrap_or(0.0) < 58.0 {
+        return Err(ApiError::new(
+            404,
+            "NOT_FOUND",
+            "resultPages needs API version 58.0 or later",
+        ));
+    }
+    let job = org
+        .jobs
+        .get(id)
+        .ok_or_else(|| ApiError::new(404, "NOT_FOUND", format!("Job {id} not found")))?;
+    let pages: Vec<Value> = match (&job.result, &job.canned) {
+        (_, Some(p)) => (0..p.len()).take(5).map(|i| json!({ "resultUrl": format!("/services/data/v{version}/jobs/query/{id}/results?locator={}", encode_locator(i)) })).collect(),
+        (Some((_, rows)), _) => (0..rows.len().div_ceil(50_000).max(1)).take(5).map(|i| json!({ "resultUrl": format!("/services/data/v{version}/jobs/query/{id}/results?locator={}&maxRecords=50000", encode_locator(i * 50_000)) })).collect(),
+        _ => Vec::new(),
+    };
+    Ok(json_response(
+        200,
+        &json!({ "resultPages": pages, "nextRecordsUrl": null, "done": true }),
+    ))
+}
+
+fn create_ingest_job(state: &AppState, body: &[u8], version: &str) -> Handled {
+    let request = parse_body(body)?;
+    let operation = request["operation"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if !matches!(
+        operation.as_str(),
+        "insert" | "update" | "upsert" | "delete"
+    ) {
+        return Err(ApiError::new(
+            400,
+            "API_ERROR",
+            format!("InvalidJob : Invalid operation {operation}"),
+        ));
+    }
+    let mut org = state.org.lock().expect("lock");
+    org.count("ingest_create");
+    let object = org
+        .object(request["object"].as_str().unwrap_or_default())?
+        .clone();
+    let external_id = request["externalIdFieldName"].as_str().map(str::to_string);
+    if operation == "upsert" {
+        let ok = external_id
+            .as_deref()
+            .and_then(|e| object.field(e))
+            .is_some_and(|f| f.external_id || f.name == "Id");
+        if !ok {
+            return Err(ApiError::new(400, "INVALIDJOB", format!("InvalidJob : Field name provided, {}, is not an External ID or indexed field for {}", external_id.unwrap_or_default(), object.name)));
+        }
+    }
+    let id = org.new_id("750");
+    let created = org.tick();
+    let job = Job {
+        id: id.clone(),
+        operation,
+        object: object.name.clone(),
+        state: "Open".into(),
+        version: version.to_string(),
+        created,
+        polls_left: 1,
+        error: None,
+        result: None,
+        canned: None,
+        external_id: external_id.map(|e| object.field(&e).map(|f| f.name.clone()).unwrap_or(e)),
+        upload: None,
+        outcome: None,
+        counts: (0, 0),
+    };
+    let info = job_json(&job, false);
+    org.jobs.insert(id, job);
+    Ok(json_response(200, &info))
+}
+
+fn upload(state: &AppState, id: &str, body: &[u8]) -> Handled {
+    let mut org = state.org.lock().expect("lock");
+    org.count("ingest_upload");
+    let job = org
+        .jobs
+        .get_mut(id)
+        .ok_or_else(|| ApiError::new(404, "NOT_FOUND", format!("Job {id} not found")))?;
+    if job.state != "Open" {
+        return Err(ApiError::new(
+            400,
+            "INVALIDJOBSTATE",
+            format!("Job {id} is not Open"),
+        ));
+    }
+    if job.upload.is_some() {
+        return Err(ApiError::new(400, "INVALIDJOBSTATE", "Found multiple contents for job: <".to_string() + id + ">, please 'Close' / 'Abort' / 'Delete' the current Job then create a new Job and make sure you only do 'PUT' once on a given Job."));
+    }
+    if body.len() > 150_000_000 {
+        return Err(ApiError::new(
+            400,
+            "API_ERROR",
+            "The upload is larger than 150 MB",
+        ));
+    }
+    job.upload = Some(body.to_vec());
+    Ok(respond(201, "text/plain", ""))
+}
+
+fn ingest_results(state: &AppState, id: &str, which: &str) -> Handled {
+    let mut org = state.org.lock().expect("lock");
+    org.count("ingest_results");
+    let job = org
+        .jobs
+        .get(id)
+        .ok_or_else(|| ApiError::new(404, "NOT_FOUND", format!("Job {id} not found")))?;
+    let (ok, failed, unprocessed) = job.outcome.clone().unwrap_or_default();
+    Ok(respond(
+        200,
+        "text/csv",
+        match which {
+            "successfulResults" => ok,
+            "failedResults" => failed,
+            _ => unprocessed,
+        },
+    ))
+}
+
+fn collections_upsert(state: &AppState, object: &str, external_id: &str, body: &[u8]) -> Handled {
+    let request = parse_body(body)?;
+    let records = request["records"].as_array().cloned().unwrap_or_default();
+    if records.len() > 200 {
+        return Err(ApiError::new(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            "record limit reached. cannot submit more than 200 records into this call",
+        ));
+    }
+    let mut org = state.org.lock().expect("lock");
+    org.count("collections");
+    let def = org.object(object)?.clone();
+    let key = def.field(external_id).filter(|f| f.external_id).ok_or_else(|| {
+        ApiError::new(400, "INVALID_FIELD", format!("Field name provided, {external_id} is not an External ID or indexed field for {}", def.name))
+    })?.name.clone();
+    let mut results = Vec::new();
+    for record in records {
+        let outcome = super::ingest::upsert_json(&mut org, &def, &key, &record);
+        results.push(match outcome {
+            Ok((id, created)) => json!({ "id": id, "success": true, "errors": [], "created": created }),
+            Err((code, message, fields)) => json!({ "success": false, "errors": [{ "statusCode": code, "message": message, "fields": fields }] }),
+        });
+    }
+    org.persist(&def.name);
+    Ok(json_response(200, &Value::Array(results)))
+}
+
+/// Every `/__emulator/…` request (no auth: a test and demo control surface).
+pub async fn admin(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().trim_start_matches("/__emulator/").to_string();
+    let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut org = state.org.lock().expect("lock");
+    let result: Handled = match (method, parts.as_slice()) {
+        (Method::GET, ["stats"]) => Ok(json_response(200, &json!(org.stats))),
+        (Method::POST, ["faults"]) => match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(given)) => {
+                let mut merged =
+                    serde_json::to_value(FaultsView::from(&org.faults)).unwrap_or(json!({}));
+                for (k, v) in given {
+                    merged[k] = v;
+                }
+                match serde_json::from_value::<Faults>(merged) {
+                    Ok(f) => {
+                        org.faults = f;
+                        Ok(respond(204, "application/json", ""))
+                    }
+                    Err(e) => Err(ApiError::new(400, "BAD_FAULT", e.to_string())),
+                }
+            }
+            _ => Err(ApiError::new(400, "BAD_FAULT", "expected a JSON object")),
+        },
+        (Method::DELETE, ["faults"]) => {
+            org.faults = Faults::default();
+            Ok(respond(204, "application/json", ""))
+        }
+        (Method::GET, ["objects", object, "records"]) => {
+            org.object(object).map(|d| d.name.clone()).map(|name| {
+                json_response(
+                    200,
+                    &json!(org.records.get(&name).cloned().unwrap_or_default()),
+                )
+            })
+        }
+        (m @ (Method::PUT | Method::POST), ["objects", object, "records"]) => {
+            match serde_json::from_slice::<Vec<Record>>(&body) {
+                Ok(rows) => org
+                    .upsert_admin(object, rows, m == Method::PUT)
+                    .map(|n| json_response(200, &json!({ "written": n }))),
+                Err(e) => Err(ApiError::new(400, "JSON_PARSER_ERROR", e.to_string())),
+            }
+        }
+        (Method::DELETE, ["objects", object, "records", id]) => {
+            let name = org.object(object).map(|d| d.name.clone());
+            name.and_then(|name| {
+                let at = org.tick();
+                let record = org
+                    .records
+                    .get_mut(&name)
+                    .and_then(|rs| {
+                        rs.iter_mut()
+                            .find(|r| r.get("Id").and_then(Value::as_str) == Some(id))
+                    })
+                    .ok_or_else(|| ApiError::new(404, "NOT_FOUND", format!("no record {id}")))?;
+                record.insert("IsDeleted".into(), Value::Bool(true));
+                record.insert("SystemModstamp".into(), Value::from(stamp(at)));
+                record.insert("LastModifiedDate".into(), Value::from(stamp(at)));
+                org.persist(&name);
+                Ok(respond(204, "application/json", ""))
+            })
+        }
+        _ => Err(ApiError::new(404, "NOT_FOUND", "unknown admin resource")),
+    };
+    result.unwrap_or_else(api_error)
+}
+
+/// Faults as JSON (to merge partial updates).
+#[derive(serde::Serialize)]
+struct FaultsView {
+    expire_tokens_after_calls: Option<u64>,
+    limit_exceeded_calls: u64,
+    server_error_calls: u64,
+    status: Option<u16>,
+    fail_next_query_job: Option<String>,
+    slow_job_polls: u32,
+    fail_ingest_rows_matching: Option<Value>,
+}
+
+impl From<&Faults> for FaultsView {
+    fn from(f: &Faults) -> Self {
+        FaultsView {
+            expire_tokens_after_calls: f.expire_tokens_after_calls,
+            limit_exceeded_calls: f.limit_exceeded_calls,
+            server_error_calls: f.server_error_calls,
+            status: f.status,
+            fail_next_query_job: f.fail_next_query_job.clone(),
+            slow_job_polls: f.slow_job_polls,
+            fail_ingest_rows_matching: f
+                .fail_ingest_rows_matching
+                .as_ref()
+                .map(|r| json!({ "field": r.field, "value": r.value, "error": r.error })),
+        }
+    }
+}
