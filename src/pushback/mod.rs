@@ -189,7 +189,9 @@ impl<'a> PushbackJob<'a> {
         let mut fields = vec![external_id.clone(), name_field, start_field];
         fields.extend(end_field.iter().cloned());
         fields.extend(created_field.iter().cloned());
-        fields.extend(region_field.iter().cloned());
+        if region.is_some() {
+            fields.extend(region_field.iter().cloned());
+        }
         fields.extend(metrics.iter().map(|m| m.field.clone()));
         let mut records = Records {
             fields,
