@@ -26,6 +26,7 @@ mod exit {
     pub const FAILURE: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const PARTIAL: u8 = 3;
+    pub const LOCKED: u8 = 4;
 }
 
 #[derive(Parser)]
@@ -34,7 +35,8 @@ mod exit {
     version,
     about = "Batch ETL for Amazon Connect contact centers: interval reports to an Athena-ready Parquet lake.",
     after_help = "Exit codes: 0 ok, 1 failure (nothing committed for the failed unit), 2 bad usage or job file, \
-3 partial (some input files rejected; see _etl/rejects/ in the lake).\n\n\
+3 partial (some inputs or records rejected; see _etl/rejects/ in the lake), 4 skipped (another run of the job \
+holds its lock under _etl/locks/).\n\n\
 Every job setting can be overridden with CXLAKE_<SECTION>_<KEY>, e.g. CXLAKE_LAKE_URL=s3://bucket/prefix.\n\
 AWS credentials and region come from the standard chain (env, profile/SSO via AWS_PROFILE, ECS task role);\n\
 AWS_ENDPOINT_URL points S3 and Glue at another endpoint.\n\n\
@@ -65,6 +67,9 @@ enum Command {
         /// Print the plan (files → partitions) and write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Minutes after which this run's job lock counts as stale (a crashed run) and may be taken over.
+        #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(1..))]
+        lock_ttl: u64,
     },
     /// Check job files and report every problem at once.
     Validate {
@@ -142,6 +147,7 @@ fn try_main(cli: Cli) -> Result<u8, Failure> {
             from,
             to,
             dry_run,
+            lock_ttl,
         } => {
             if let (Some(f), Some(t)) = (from, to) {
                 if f > t {
@@ -152,7 +158,8 @@ fn try_main(cli: Cli) -> Result<u8, Failure> {
             let mut code = exit::OK;
             for job in &loaded {
                 let window = Window::from_days(from, to, job.timezone);
-                code = code.max(runtime.block_on(run_job(job, window, dry_run))?);
+                let ttl = std::time::Duration::from_secs(lock_ttl * 60);
+                code = code.max(runtime.block_on(run_locked(job, window, dry_run, ttl))?);
             }
             Ok(code)
         }
@@ -295,6 +302,48 @@ fn describe(job: &Job) -> String {
         ));
     }
     lines.join("\n")
+}
+
+/// Runs a job under its lock (`_etl/locks/<job>`); dry runs take none. Another run holding the
+/// lock is not an error of this run: it is reported and the exit code says "skipped".
+async fn run_locked(
+    job: &Job,
+    window: Window,
+    dry_run: bool,
+    ttl: std::time::Duration,
+) -> Result<u8, Failure> {
+    if dry_run {
+        return run_job(job, window, dry_run).await;
+    }
+    let lake = cxlake::lake::Location::open(
+        &job.lake.url,
+        job.lake.region.as_deref(),
+        cxlake::lake::Access::Create,
+    )
+    .await
+    .with_context(|| format!("job {}", job.name))?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let lock = match cxlake::lake::lock::acquire(&lake, &job.name, ttl, &command).await {
+        Ok(lock) => lock,
+        Err(cxlake::lake::lock::LockError::Held { job: name, info }) => {
+            let e = cxlake::lake::lock::LockError::Held { job: name, info };
+            eprintln!("skipped: {e}");
+            return Ok(exit::LOCKED);
+        }
+        Err(e) => {
+            return Err(anyhow::Error::from(e)
+                .context(format!("job {}: lock", job.name))
+                .into())
+        }
+    };
+    if let Some(previous) = &lock.took_over {
+        tracing::warn!(job = %job.name, owner = %previous.owner, expired = %previous.expires_at, "took over a stale lock (a run that did not finish)");
+    }
+    let outcome = run_job(job, window, dry_run).await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(job = %job.name, error = %e, "could not release the job lock; it expires on its own");
+    }
+    outcome
 }
 
 async fn run_job(job: &Job, window: Window, dry_run: bool) -> Result<u8, Failure> {

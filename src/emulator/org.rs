@@ -75,6 +75,9 @@ pub enum Selected {
     Related(FieldDef, String, FieldDef),
 }
 
+/// A query's object, resolved columns, SELECT paths as written, and matching records.
+pub type QueryResult = (ObjectDef, Vec<Selected>, Vec<String>, Vec<Record>);
+
 /// A Bulk API 2.0 job (query or ingest).
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -209,11 +212,7 @@ impl Org {
     }
 
     /// Runs a query: the object, resolved columns and matching records (a snapshot).
-    pub fn run_query(
-        &self,
-        text: &str,
-        all: bool,
-    ) -> Result<(ObjectDef, Vec<Selected>, Vec<String>, Vec<Record>), ApiError> {
+    pub fn run_query(&self, text: &str, all: bool) -> Result<QueryResult, ApiError> {
         let query = soql::parse(text).map_err(|m| ApiError::new(400, "MALFORMED_QUERY", m))?;
         let object = self.object(&query.object)?.clone();
         let selected = self.resolve(&object, &query.fields)?;

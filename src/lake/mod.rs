@@ -3,6 +3,7 @@
 
 pub mod buffer;
 pub mod layout;
+pub mod lock;
 pub mod merge;
 pub mod parquet;
 pub mod partitions;

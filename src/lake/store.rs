@@ -258,6 +258,81 @@ impl Location {
     }
 }
 
+/// The outcome of a conditional write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conditional {
+    /// Written.
+    Written,
+    /// Not written: the object exists (create) or changed since it was read (update).
+    Conflict,
+    /// The store cannot do this conditional write (the local file store has no compare-and-swap).
+    Unsupported,
+}
+
+impl Location {
+    /// Creates an object only if none exists (`If-None-Match: *` on S3).
+    pub async fn create(&self, relative: &str, bytes: Bytes) -> Result<Conditional, StoreError> {
+        self.put_mode(relative, bytes, object_store::PutMode::Create)
+            .await
+    }
+
+    /// Replaces an object only if it is still the version read as `version` (`If-Match` on S3).
+    pub async fn replace_if(
+        &self,
+        relative: &str,
+        bytes: Bytes,
+        version: object_store::UpdateVersion,
+    ) -> Result<Conditional, StoreError> {
+        self.put_mode(relative, bytes, object_store::PutMode::Update(version))
+            .await
+    }
+
+    async fn put_mode(
+        &self,
+        relative: &str,
+        bytes: Bytes,
+        mode: object_store::PutMode,
+    ) -> Result<Conditional, StoreError> {
+        self.counts.put.fetch_add(1, Ordering::Relaxed);
+        let options = object_store::PutOptions {
+            mode,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&self.path(relative), PutPayload::from(bytes), options)
+            .await
+        {
+            Ok(_) => Ok(Conditional::Written),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(Conditional::Conflict),
+            Err(object_store::Error::NotImplemented { .. })
+            | Err(object_store::Error::NotSupported { .. }) => Ok(Conditional::Unsupported),
+            Err(e) => Err(self.err(relative)(e)),
+        }
+    }
+
+    /// An object with its version (for [`Location::replace_if`]), or `None`.
+    pub async fn get_versioned(
+        &self,
+        relative: &str,
+    ) -> Result<Option<(Bytes, object_store::UpdateVersion)>, StoreError> {
+        self.counts.get.fetch_add(1, Ordering::Relaxed);
+        match self.store.get(&self.path(relative)).await {
+            Ok(result) => {
+                let version = object_store::UpdateVersion {
+                    e_tag: result.meta.e_tag.clone(),
+                    version: result.meta.version.clone(),
+                };
+                let bytes = result.bytes().await.map_err(self.err(relative))?;
+                Ok(Some((bytes, version)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(relative)(e)),
+        }
+    }
+}
+
 /// Files up to this size are uploaded with one PUT; larger ones as a multipart upload, which
 /// S3 makes visible only when complete (and the local store renames into place).
 const SINGLE_PUT_LIMIT: u64 = 32 << 20;
