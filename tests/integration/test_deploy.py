@@ -1,0 +1,111 @@
+"""The deployment: CloudFormation templates lint clean, IAM stays least-privilege (no `*` resource
+on a data action), every schedule has a fixed window, retries and a dead-letter queue, the lake
+bucket is private and encrypted, and the image ships no compiler."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from cfnlint.decode import decode
+
+from conftest import REPO
+
+TEMPLATES = sorted((REPO / "deploy").glob("*.yaml"))
+DATA_ACTIONS = ("s3:", "glue:", "secretsmanager:", "kms:", "sqs:", "ecs:", "iam:")
+
+
+def template(path: pathlib.Path) -> dict:
+    parsed, problems = decode(str(path))
+    assert not problems, problems
+    return parsed
+
+
+def resources(kind: str):
+    for path in TEMPLATES:
+        for name, resource in template(path)["Resources"].items():
+            if resource["Type"] == kind:
+                yield name, resource["Properties"]
+
+
+def statements(document):
+    for statement in document.get("Statement", []):
+        # A Fn::If picks one of two statements.
+        if "Fn::If" in statement:
+            yield from (s for s in statement["Fn::If"][1:] if isinstance(s, dict) and "Effect" in s)
+        else:
+            yield statement
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def test_templates_exist_and_lint_clean():
+    assert TEMPLATES, "deploy/ has no templates"
+    cfn_lint = pathlib.Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run([str(cfn_lint), *map(str, TEMPLATES)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_wildcard_resource_on_data_actions():
+    checked = 0
+    for name, props in resources("AWS::IAM::Role"):
+        for policy in props.get("Policies", []):
+            for statement in statements(policy["PolicyDocument"]):
+                actions = as_list(statement["Action"])
+                if statement["Effect"] != "Allow" or not any(a.startswith(DATA_ACTIONS) for a in actions):
+                    continue
+                checked += 1
+                for resource in as_list(statement["Resource"]):
+                    assert resource != "*", f"{name}/{policy['PolicyName']}: {actions} on *"
+                    assert not (isinstance(resource, str) and resource.endswith(":*:*")), resource
+    assert checked >= 8
+
+
+def test_task_role_reads_only_the_report_prefix_and_writes_only_the_lake_prefix():
+    [(_, task)] = [r for r in resources("AWS::IAM::Role") if r[0] == "TaskRole"]
+    policies = {p["PolicyName"]: list(statements(p["PolicyDocument"])) for p in task["Policies"]}
+    read = policies["read-connect-reports"]
+    assert all(a in ("s3:GetObject", "s3:ListBucket") for s in read for a in as_list(s["Action"]))
+    assert read[1]["Condition"]["StringLike"]["s3:prefix"]
+    write = policies["write-lake"]
+    assert "s3:PutObject" in write[0]["Action"] and "LakePrefix" in str(write[0]["Resource"])
+    [secret] = [s for s in policies["salesforce-secret"] if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
+    assert secret["Resource"] == {"Ref": "SalesforceSecretArn"}
+
+
+def test_every_schedule_is_exact_retried_and_has_a_dead_letter_queue():
+    schedules = list(resources("AWS::Scheduler::Schedule"))
+    assert len(schedules) >= 5
+    commands = []
+    for name, props in schedules:
+        assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}, name
+        target = props["Target"]
+        assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1, name
+        assert "DeadLetterConfig" in target, name
+        assert target["EcsParameters"]["LaunchType"] == "FARGATE"
+        commands.append(str(target["Input"]))
+    for job in ("aws/connect-queue.toml", "aws/connect-agent.toml", "aws/salesforce-export.toml",
+                "aws/rollup-queue.toml", "aws/pushback-queue.toml"):
+        assert any(job in c for c in commands), job
+        assert (REPO / "jobs" / job).exists(), job
+
+
+def test_lake_bucket_is_private_encrypted_and_expires_rejects():
+    [(_, bucket)] = list(resources("AWS::S3::Bucket"))
+    block = bucket["PublicAccessBlockConfiguration"]
+    assert all(block[k] is True for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert "_etl/rejects/" in str(rules["expire-rejects"]["Prefix"])
+
+
+@pytest.mark.parametrize("line", ["FROM gcr.io/distroless", "ENTRYPOINT [\"/usr/local/bin/cxlake\"]"])
+def test_image_is_distroless_with_cxlake_as_entrypoint(line):
+    dockerfile = (REPO / "Dockerfile").read_text()
+    final_stage = dockerfile.split("\nFROM ")[-1]
+    assert line.replace("FROM ", "") in final_stage or line in dockerfile
+    assert not any(tool in final_stage.split("\n")[0] for tool in ("rust", "cargo", "gcc"))
