@@ -47,6 +47,7 @@ DIST_BIN := $(CARGO_TARGET_DIR)/dist/cxlake
 bench: $(PY)
 	$(CARGO) build --profile dist --locked
 	$(PY) bench/run.py --cxlake $(DIST_BIN) --work bench-data
+	$(PY) bench/pushback.py --cxlake $(DIST_BIN) --work bench-data
 
 clean:
 	rm -rf lake bench-data bench-out

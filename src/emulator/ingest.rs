@@ -86,6 +86,22 @@ pub fn process(org: &mut Org, job: &Job) -> Result<Outcome, String> {
     let (mut processed, mut failures) = (0u64, 0u64);
     let key = job.external_id.clone().unwrap_or_else(|| "Id".into());
     let fault = org.faults.fail_ingest_rows_matching.clone();
+    // Key → record index, so a large upload is not quadratic.
+    let mut index: std::collections::HashMap<String, usize> = org
+        .records
+        .get(&def.name)
+        .map(|rs| {
+            rs.iter()
+                .enumerate()
+                .filter(|(_, r)| r.get("IsDeleted") != Some(&Value::Bool(true)))
+                .filter_map(|(i, r)| {
+                    r.get(&key)
+                        .and_then(Value::as_str)
+                        .map(|k| (k.to_string(), i))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     for row in reader.records() {
         let row = row.map_err(|e| format!("InvalidBatch : {e}"))?;
         processed += 1;
@@ -122,9 +138,7 @@ pub fn process(org: &mut Org, job: &Job) -> Result<Outcome, String> {
                 },
             }
         }
-        let existing = key_value
-            .as_deref()
-            .and_then(|k| find(org, &def.name, &key, k));
+        let existing = key_value.as_deref().and_then(|k| index.get(k).copied());
         if error.is_none() && job.operation != "insert" && key_value.is_none() {
             error = Some(format!("MISSING_ARGUMENT:{key} not specified:{key} --"));
         }
@@ -159,6 +173,11 @@ pub fn process(org: &mut Org, job: &Job) -> Result<Outcome, String> {
                     existing
                 };
                 let (id, created) = write(org, &def, existing, values);
+                if created {
+                    if let Some(k) = &key_value {
+                        index.insert(k.clone(), org.records[&def.name].len() - 1);
+                    }
+                }
                 ok.push_str(&format!(
                     "{},{},{original}\n",
                     quote(&id),

@@ -258,6 +258,8 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
     let app = Router::new()
         .route("/services/{*rest}", any(server::services))
         .route("/__emulator/{*rest}", any(server::admin))
+        // Ingest uploads may be up to 150 MB (reference §3.3); axum's default limit is 2 MB.
+        .layer(axum::extract::DefaultBodyLimit::max(160 << 20))
         .with_state(state);
     let handle = axum_server::Handle::new();
     let (task, ca_pem) = if config.tls {
