@@ -85,6 +85,7 @@ fn rest_json_and_bulk_csv_normalize_to_identical_arrow() {
             flow: AuthFlow::ClientCredentials,
             api_version: "66.0".into(),
             ca_file: None,
+            compression: true,
             max_retries: 2,
             backoff: Duration::from_millis(50),
         },

@@ -263,6 +263,7 @@ pub async fn client_for(settings: &SalesforceSettings) -> Result<Client, Salesfo
             flow: settings.auth,
             api_version: settings.api_version.clone(),
             ca_file: settings.ca_file.clone(),
+            compression: settings.compression,
             max_retries: 5,
             backoff: Duration::from_millis(500),
         },
@@ -711,7 +712,7 @@ impl<'a> ExportJob<'a> {
         let client = &self.client;
         let job = client.create_query_job(soql, all).await?;
         let info = client
-            .wait_for_query_job(&job.id, object, Duration::from_millis(200))
+            .wait_for_query_job(&job.id, object, Duration::from_millis(50))
             .await?;
         let delimiter = info.delimiter();
         let mut streamed = Streamed::default();

@@ -104,6 +104,9 @@ pub struct SalesforceSettings {
     pub page_size: u64,
     /// Extra trusted CA certificate (PEM), e.g. the emulator's.
     pub ca_file: Option<String>,
+    /// Ask for gzip-compressed responses (`Accept-Encoding: gzip`, as Salesforce recommends for
+    /// Bulk results); off only makes sense on a local link, e.g. against the emulator.
+    pub compression: bool,
 }
 
 /// Which query API an export uses.
@@ -338,6 +341,7 @@ struct RawSalesforce {
     bulk_threshold: Option<i64>,
     page_size: Option<i64>,
     ca_file: Option<String>,
+    compression: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -691,6 +695,7 @@ impl RawSalesforce {
             bulk_threshold: bulk_threshold?,
             page_size: page_size?,
             ca_file: self.ca_file.clone(),
+            compression: self.compression.unwrap_or(true),
         })
     }
 }

@@ -24,6 +24,8 @@ pub struct ClientConfig {
     pub api_version: String,
     /// Extra trusted CA (PEM file), e.g. the emulator's self-signed certificate.
     pub ca_file: Option<String>,
+    /// Accept gzip responses.
+    pub compression: bool,
     /// Retries for limit errors and transient statuses.
     pub max_retries: u32,
     /// First backoff delay (doubles per retry, capped at 60 s; `Retry-After` wins).
@@ -95,7 +97,8 @@ impl Client {
             .user_agent(concat!("cxlake/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
             .timeout(Duration::from_secs(600))
-            .pool_max_idle_per_host(8);
+            .pool_max_idle_per_host(8)
+            .gzip(config.compression);
         if let Some(path) = &config.ca_file {
             let pem = std::fs::read(path)
                 .map_err(|e| SalesforceError::Config(format!("salesforce.ca_file {path}: {e}")))?;
