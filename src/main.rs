@@ -313,7 +313,7 @@ async fn run_locked(
     ttl: std::time::Duration,
 ) -> Result<u8, Failure> {
     if dry_run {
-        return run_job(job, window, dry_run).await;
+        return run_job(job, window, dry_run).await.map(|(code, _)| code);
     }
     let lake = cxlake::lake::Location::open(
         &job.lake.url,
@@ -339,14 +339,121 @@ async fn run_locked(
     if let Some(previous) = &lock.took_over {
         tracing::warn!(job = %job.name, owner = %previous.owner, expired = %previous.expires_at, "took over a stale lock (a run that did not finish)");
     }
+    let started = chrono::Utc::now();
+    let clock = std::time::Instant::now();
     let outcome = run_job(job, window, dry_run).await;
+    let (code, metrics, error) = match &outcome {
+        Ok((code, metrics)) => (*code, metrics.clone(), None),
+        Err(failure) => (
+            failure.code,
+            Metrics::default(),
+            Some(format!("{:#}", failure.error)),
+        ),
+    };
+    let seconds = clock.elapsed().as_secs_f64();
+    report_run(
+        &lake, job, &command, window, started, seconds, code, &metrics, error,
+    )
+    .await;
     if let Err(e) = lock.release().await {
         tracing::warn!(job = %job.name, error = %e, "could not release the job lock; it expires on its own");
     }
-    outcome
+    outcome.map(|(code, _)| code)
 }
 
-async fn run_job(job: &Job, window: Window, dry_run: bool) -> Result<u8, Failure> {
+/// What a run did, for its manifest and metrics.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct Metrics {
+    /// Input units (report files) read.
+    inputs: u64,
+    /// Rows or records processed.
+    rows: u64,
+    /// Parquet bytes written.
+    bytes: u64,
+    /// Rejected inputs or records (or failed objects).
+    rejects: u64,
+    /// Salesforce API calls.
+    api_calls: u64,
+    /// Objects written (partition keys, history files, target object).
+    outputs: Vec<String>,
+}
+
+/// Writes the run manifest `_etl/runs/<run-id>.json` and, off a terminal (or with
+/// `CXLAKE_EMF=1`), one CloudWatch Embedded Metric Format line on stdout.
+#[allow(clippy::too_many_arguments)]
+async fn report_run(
+    lake: &cxlake::lake::Location,
+    job: &Job,
+    command: &str,
+    window: Window,
+    started: chrono::DateTime<chrono::Utc>,
+    seconds: f64,
+    code: u8,
+    metrics: &Metrics,
+    error: Option<String>,
+) {
+    use std::io::IsTerminal;
+    let run_id = format!(
+        "{}-{}-{}",
+        started.format("%Y%m%dT%H%M%S%3fZ"),
+        job.name,
+        std::process::id()
+    );
+    let manifest = serde_json::json!({
+        "run_id": run_id,
+        "job": job.name,
+        "kind": job.kind.name(),
+        "command": command,
+        "window": { "from": window.start, "to": window.end },
+        "started_at": started,
+        "seconds": seconds,
+        "exit_code": code,
+        "error": error,
+        "inputs": metrics.inputs,
+        "rows": metrics.rows,
+        "bytes_written": metrics.bytes,
+        "rejects": metrics.rejects,
+        "salesforce_api_calls": metrics.api_calls,
+        "outputs": metrics.outputs,
+    });
+    let key = format!("_etl/runs/{run_id}.json");
+    let body =
+        bytes::Bytes::from(serde_json::to_vec_pretty(&manifest).expect("manifest serializes"));
+    if let Err(e) = lake.put(&key, body).await {
+        tracing::warn!(job = %job.name, error = %e, "could not write the run manifest");
+    }
+    if !std::io::stdout().is_terminal() || std::env::var("CXLAKE_EMF").is_ok_and(|v| v == "1") {
+        let emf = serde_json::json!({
+            "_aws": {
+                "Timestamp": chrono::Utc::now().timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": "cxlake",
+                    "Dimensions": [["Job"]],
+                    "Metrics": [
+                        { "Name": "Rows", "Unit": "Count" },
+                        { "Name": "Bytes", "Unit": "Bytes" },
+                        { "Name": "Rejects", "Unit": "Count" },
+                        { "Name": "ApiCalls", "Unit": "Count" },
+                        { "Name": "DurationSeconds", "Unit": "Seconds" },
+                        { "Name": "Failed", "Unit": "Count" }
+                    ]
+                }]
+            },
+            "Job": job.name,
+            "Kind": job.kind.name(),
+            "RunId": run_id,
+            "Rows": metrics.rows,
+            "Bytes": metrics.bytes,
+            "Rejects": metrics.rejects,
+            "ApiCalls": metrics.api_calls,
+            "DurationSeconds": seconds,
+            "Failed": u8::from(code == exit::FAILURE),
+        });
+        println!("{emf}");
+    }
+}
+
+async fn run_job(job: &Job, window: Window, dry_run: bool) -> Result<(u8, Metrics), Failure> {
     match &job.kind {
         JobKind::ConnectIntervals(source) => run_connect(job, source, window, dry_run).await,
         JobKind::SalesforceExport(spec) => run_export(job, spec, window, dry_run).await,
@@ -360,7 +467,7 @@ async fn run_pushback(
     spec: &cxlake::job::SalesforcePushback,
     window: Window,
     dry_run: bool,
-) -> Result<u8, Failure> {
+) -> Result<(u8, Metrics), Failure> {
     let pushback = PushbackJob::open(job, &spec.pushback, &spec.salesforce, dry_run)
         .await
         .with_context(|| format!("job {}", job.name))?;
@@ -379,7 +486,7 @@ async fn run_pushback(
             println!("  {}", file.key);
         }
         println!("dry run: nothing written");
-        return Ok(exit::OK);
+        return Ok((exit::OK, Metrics::default()));
     }
     let report = pushback
         .run(&plan)
@@ -425,9 +532,27 @@ async fn run_pushback(
             "  rejected records are in _etl/rejects/{}/ with Salesforce's error",
             job.name
         );
-        return Ok(exit::PARTIAL);
+        return Ok((
+            exit::PARTIAL,
+            Metrics {
+                rows: report.records as u64,
+                rejects: report.rejected as u64,
+                api_calls: report.calls.1,
+                outputs: vec![report.object.clone()],
+                ..Metrics::default()
+            },
+        ));
     }
-    Ok(exit::OK)
+    Ok((
+        exit::OK,
+        Metrics {
+            rows: report.records as u64,
+            rejects: report.rejected as u64,
+            api_calls: report.calls.1,
+            outputs: vec![report.object.clone()],
+            ..Metrics::default()
+        },
+    ))
 }
 
 async fn run_rollup(
@@ -435,7 +560,7 @@ async fn run_rollup(
     spec: &cxlake::job::RollupSpec,
     window: Window,
     dry_run: bool,
-) -> Result<u8, Failure> {
+) -> Result<(u8, Metrics), Failure> {
     let rollup = RollupJob::open(job, spec.report, &spec.grains, dry_run)
         .await
         .with_context(|| format!("job {}", job.name))?;
@@ -458,7 +583,7 @@ async fn run_rollup(
             println!("  {}", file.key);
         }
         println!("dry run: nothing written");
-        return Ok(exit::OK);
+        return Ok((exit::OK, Metrics::default()));
     }
     let report = rollup
         .run(&plan)
@@ -484,7 +609,14 @@ async fn run_rollup(
         report.unchanged,
         report.seconds
     );
-    Ok(exit::OK)
+    Ok((
+        exit::OK,
+        Metrics {
+            rows: report.rows_read as u64,
+            outputs: report.written.clone(),
+            ..Metrics::default()
+        },
+    ))
 }
 
 async fn run_export(
@@ -492,7 +624,7 @@ async fn run_export(
     spec: &cxlake::job::SalesforceExport,
     window: Window,
     dry_run: bool,
-) -> Result<u8, Failure> {
+) -> Result<(u8, Metrics), Failure> {
     let export = ExportJob::open(job, spec, dry_run)
         .await
         .with_context(|| format!("job {}", job.name))?;
@@ -512,7 +644,7 @@ async fn run_export(
             println!("  {line}");
         }
         println!("dry run: nothing written");
-        return Ok(exit::OK);
+        return Ok((exit::OK, Metrics::default()));
     }
     let report = export
         .run(&window)
@@ -572,11 +704,25 @@ async fn run_export(
     for (object, error) in &report.failed {
         eprintln!("error: {}: {object}: {error}", job.name);
     }
-    Ok(if report.failed.is_empty() {
+    let code = if report.failed.is_empty() {
         exit::OK
     } else {
         exit::FAILURE
-    })
+    };
+    Ok((
+        code,
+        Metrics {
+            rows,
+            rejects: report.failed.len() as u64,
+            api_calls: report.calls.1,
+            outputs: report
+                .objects
+                .iter()
+                .filter_map(|o| o.history_key.clone())
+                .collect(),
+            ..Metrics::default()
+        },
+    ))
 }
 
 /// Export errors: a bad window is a usage error, everything else a failure.
@@ -601,7 +747,7 @@ async fn run_connect(
     source: &cxlake::job::ConnectSource,
     window: Window,
     dry_run: bool,
-) -> Result<u8, Failure> {
+) -> Result<(u8, Metrics), Failure> {
     let connect = ConnectJob::open(
         job,
         source,
@@ -637,7 +783,7 @@ async fn run_connect(
             println!("  {other}  (skipped: not a report file name)");
         }
         println!("dry run: nothing written (partitions shown are expected from file names; the rows decide)");
-        return Ok(exit::OK);
+        return Ok((exit::OK, Metrics::default()));
     }
     for other in &plan.skipped {
         tracing::warn!(job = %job.name, object = %other, "skipped: not a report file name");
@@ -647,11 +793,26 @@ async fn run_connect(
         .await
         .with_context(|| format!("job {}", job.name))?;
     print_summary(job, &connect, &report);
-    Ok(if report.rejected.is_empty() {
+    let code = if report.rejected.is_empty() {
         exit::OK
     } else {
         exit::PARTIAL
-    })
+    };
+    Ok((
+        code,
+        Metrics {
+            rows: report.rows_read as u64,
+            bytes: report
+                .partitions
+                .iter()
+                .filter(|p| p.written)
+                .map(|p| p.bytes as u64)
+                .sum(),
+            rejects: report.rejected.len() as u64,
+            inputs: report.files as u64,
+            ..Metrics::default()
+        },
+    ))
 }
 
 fn print_summary(job: &Job, connect: &ConnectJob<'_>, report: &RunReport) {
