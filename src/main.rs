@@ -67,8 +67,9 @@ enum Command {
         /// Print the plan (files → partitions) and write nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Minutes after which this run's job lock counts as stale (a crashed run) and may be taken over.
-        #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(1..))]
+        /// Seconds after which the job lock of a run that stopped refreshing it (a crashed run) is
+        /// stale and may be taken over; a live run refreshes it every third of this.
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
         lock_ttl: u64,
     },
     /// Check job files and report every problem at once.
@@ -158,7 +159,7 @@ fn try_main(cli: Cli) -> Result<u8, Failure> {
             let mut code = exit::OK;
             for job in &loaded {
                 let window = Window::from_days(from, to, job.timezone);
-                let ttl = std::time::Duration::from_secs(lock_ttl * 60);
+                let ttl = std::time::Duration::from_secs(lock_ttl);
                 code = code.max(runtime.block_on(run_locked(job, window, dry_run, ttl))?);
             }
             Ok(code)
@@ -339,9 +340,11 @@ async fn run_locked(
     if let Some(previous) = &lock.took_over {
         tracing::warn!(job = %job.name, owner = %previous.owner, expired = %previous.expires_at, "took over a stale lock (a run that did not finish)");
     }
+    let heartbeat = lock.keep_alive(ttl);
     let started = chrono::Utc::now();
     let clock = std::time::Instant::now();
     let outcome = run_job(job, window, dry_run).await;
+    heartbeat.abort();
     let (code, metrics, error) = match &outcome {
         Ok((code, metrics)) => (*code, metrics.clone(), None),
         Err(failure) => (

@@ -140,11 +140,32 @@ pub async fn acquire(
 }
 
 impl JobLock {
+    /// Keeps the lock alive while the run goes on: every `ttl / 3` its expiry moves to now +
+    /// `ttl`, so a short TTL is safe for long runs and a crashed run's lock goes stale quickly.
+    /// Abort the returned task when the run ends.
+    pub fn keep_alive(&self, ttl: Duration) -> tokio::task::JoinHandle<()> {
+        let (lake, key, mut info) = (self.lake.clone(), self.key.clone(), self.info.clone());
+        let ttl_chrono = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(10));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                info.expires_at = Utc::now() + ttl_chrono;
+                let body = Bytes::from(serde_json::to_vec_pretty(&info).expect("lock serializes"));
+                if let Err(e) = lake.put(&key, body).await {
+                    tracing::warn!(key = %key, error = %e, "could not refresh the job lock");
+                }
+            }
+        })
+    }
+
     /// Releases the lock (deletes it, if it is still ours).
     pub async fn release(self) -> Result<(), StoreError> {
         if let Some(bytes) = self.lake.get(&self.key).await? {
             let current: Option<LockInfo> = serde_json::from_slice(&bytes).ok();
-            if current.as_ref() != Some(&self.info) {
+            let ours = current.as_ref().is_some_and(|c| {
+                c.owner == self.info.owner && c.started_at == self.info.started_at
+            });
+            if !ours {
                 tracing::warn!(key = %self.key, "the lock was taken over while this run held it (run longer than its TTL?)");
                 return Ok(());
             }
