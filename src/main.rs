@@ -67,6 +67,10 @@ enum Command {
         /// Print the plan (files → partitions) and write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Run shard I of N of a backfill (0 ≤ I < N; needs --from/--to): the files of every Nth
+        /// partition day. Shards write disjoint partitions and can run at once (connect-intervals).
+        #[arg(long, value_parser = parse_shard, value_name = "I/N")]
+        shard: Option<(u32, u32)>,
         /// Seconds after which the job lock of a run that stopped refreshing it (a crashed run) is
         /// stale and may be taken over; a live run refreshes it every third of this.
         #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
@@ -102,6 +106,16 @@ enum CatalogCommand {
         /// Job file.
         job: PathBuf,
     },
+}
+
+fn parse_shard(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("expected I/N with 0 <= I < N, e.g. 0/4, got {text:?}");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u32, u32) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
 }
 
 fn parse_day(text: &str) -> Result<NaiveDate, String> {
@@ -149,7 +163,13 @@ fn try_main(cli: Cli) -> Result<u8, Failure> {
             to,
             dry_run,
             lock_ttl,
+            shard,
         } => {
+            if shard.is_some() && (from.is_none() || to.is_none()) {
+                return Err(usage(anyhow::anyhow!(
+                    "--shard splits a backfill: give --from and --to as well"
+                )));
+            }
             if let (Some(f), Some(t)) = (from, to) {
                 if f > t {
                     return Err(usage(anyhow::anyhow!("--from {f} is after --to {t}")));
@@ -160,7 +180,7 @@ fn try_main(cli: Cli) -> Result<u8, Failure> {
             for job in &loaded {
                 let window = Window::from_days(from, to, job.timezone);
                 let ttl = std::time::Duration::from_secs(lock_ttl);
-                code = code.max(runtime.block_on(run_locked(job, window, dry_run, ttl))?);
+                code = code.max(runtime.block_on(run_locked(job, window, dry_run, ttl, shard))?);
             }
             Ok(code)
         }
@@ -312,9 +332,19 @@ async fn run_locked(
     window: Window,
     dry_run: bool,
     ttl: std::time::Duration,
+    shard: Option<(u32, u32)>,
 ) -> Result<u8, Failure> {
+    if shard.is_some() && !matches!(job.kind, JobKind::ConnectIntervals(_)) {
+        return Err(usage(anyhow::anyhow!(
+            "job {}: --shard applies to connect-intervals jobs (a {} job has no per-day input files to split)",
+            job.name,
+            job.kind.name()
+        )));
+    }
     if dry_run {
-        return run_job(job, window, dry_run).await.map(|(code, _)| code);
+        return run_job(job, window, dry_run, shard)
+            .await
+            .map(|(code, _)| code);
     }
     let lake = cxlake::lake::Location::open(
         &job.lake.url,
@@ -324,7 +354,12 @@ async fn run_locked(
     .await
     .with_context(|| format!("job {}", job.name))?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let lock = match cxlake::lake::lock::acquire(&lake, &job.name, ttl, &command).await {
+    // Shards of one backfill lock separately: they write disjoint partitions.
+    let lock_name = match shard {
+        Some((i, n)) => format!("{}.shard-{i}-of-{n}", job.name),
+        None => job.name.clone(),
+    };
+    let lock = match cxlake::lake::lock::acquire(&lake, &lock_name, ttl, &command).await {
         Ok(lock) => lock,
         Err(cxlake::lake::lock::LockError::Held { job: name, info }) => {
             let e = cxlake::lake::lock::LockError::Held { job: name, info };
@@ -343,7 +378,7 @@ async fn run_locked(
     let heartbeat = lock.keep_alive(ttl);
     let started = chrono::Utc::now();
     let clock = std::time::Instant::now();
-    let outcome = run_job(job, window, dry_run).await;
+    let outcome = run_job(job, window, dry_run, shard).await;
     heartbeat.abort();
     let (code, metrics, error) = match &outcome {
         Ok((code, metrics)) => (*code, metrics.clone(), None),
@@ -456,9 +491,14 @@ async fn report_run(
     }
 }
 
-async fn run_job(job: &Job, window: Window, dry_run: bool) -> Result<(u8, Metrics), Failure> {
+async fn run_job(
+    job: &Job,
+    window: Window,
+    dry_run: bool,
+    shard: Option<(u32, u32)>,
+) -> Result<(u8, Metrics), Failure> {
     match &job.kind {
-        JobKind::ConnectIntervals(source) => run_connect(job, source, window, dry_run).await,
+        JobKind::ConnectIntervals(source) => run_connect(job, source, window, dry_run, shard).await,
         JobKind::SalesforceExport(spec) => run_export(job, spec, window, dry_run).await,
         JobKind::IntervalRollup(spec) => run_rollup(job, spec, window, dry_run).await,
         JobKind::SalesforcePushback(spec) => run_pushback(job, spec, window, dry_run).await,
@@ -750,6 +790,7 @@ async fn run_connect(
     source: &cxlake::job::ConnectSource,
     window: Window,
     dry_run: bool,
+    shard: Option<(u32, u32)>,
 ) -> Result<(u8, Metrics), Failure> {
     let connect = ConnectJob::open(
         job,
@@ -762,10 +803,14 @@ async fn run_connect(
     )
     .await
     .with_context(|| format!("job {}", job.name))?;
-    let plan = connect
+    let mut plan = connect
         .plan(window)
         .await
         .with_context(|| format!("job {}: planning", job.name))?;
+    if let Some((index, count)) = shard {
+        connect.shard(&mut plan, index, count);
+        tracing::info!(job = %job.name, shard = %format!("{index}/{count}"), files = plan.files.len(), "shard of the backfill");
+    }
     if dry_run {
         println!(
             "plan for {} ({} → {}): {} report files{}",

@@ -123,6 +123,8 @@ pub struct Plan {
     pub after_watermark: Option<DateTime<Utc>>,
     /// The job's state when the plan was made.
     pub state: JobState,
+    /// Leave the watermark where it is (a shard of a backfill: several shards run at once).
+    pub hold_watermark: bool,
 }
 
 /// What happened to one partition.
@@ -262,8 +264,22 @@ impl<'a> ConnectJob<'a> {
             files,
             skipped,
             after_watermark: watermark,
+            hold_watermark: false,
             state: job_state,
         })
+    }
+
+    /// Keeps the files of shard `index` of `count`: those whose expected partition day, counted
+    /// from 1970-01-01, is `index` modulo `count`. Shards write disjoint partitions and leave the
+    /// watermark alone, so they can run at once.
+    pub fn shard(&self, plan: &mut Plan, index: u32, count: u32) {
+        plan.files.retain(|key| {
+            let day = chrono::NaiveDate::parse_from_str(&self.expected_dt(key), "%Y-%m-%d")
+                .map(layout::day_number)
+                .unwrap_or(0);
+            day.rem_euclid(count as i32) == index as i32
+        });
+        plan.hold_watermark = true;
     }
 
     /// The partition a file is expected to land in, from its name (rows decide in the end).
@@ -348,7 +364,13 @@ impl<'a> ConnectJob<'a> {
             report.catalog = Some(self.sync_catalog(catalog, &table_schema).await?);
         }
         // The watermark moves only after data and catalog are committed.
-        if let Some(newest) = plan.files.iter().map(|k| k.exported_at).max() {
+        if let Some(newest) = plan
+            .files
+            .iter()
+            .map(|k| k.exported_at)
+            .max()
+            .filter(|_| !plan.hold_watermark)
+        {
             let mut job_state = plan.state.clone();
             if job_state.watermark.is_none_or(|w| newest > w) {
                 job_state.watermark = Some(newest);

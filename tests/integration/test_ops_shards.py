@@ -1,0 +1,42 @@
+"""`--shard I/N`: the shards of a backfill, run at once, produce exactly the lake of one
+unsharded run; shards need a window and apply to connect-intervals jobs only."""
+
+from __future__ import annotations
+
+import subprocess
+
+from conftest import base_env, connect_job, cxlake_path
+from fixtures import half_hours, queue_report
+
+
+def data_files(lake):
+    return {str(p.relative_to(lake)): p.read_bytes() for p in sorted(lake.rglob("*.parquet"))}
+
+
+def test_shards_together_equal_one_unsharded_run(tmp_path, cx):
+    reports = tmp_path / "reports"
+    for start in list(half_hours("2024-03-01T00:00Z", "2024-03-12T23:30Z")):
+        queue_report(reports, start, [("Sales", "10", "120.5"), ("Köln Überlauf", "2", "-")])
+    whole = connect_job(tmp_path, lake="file://whole", timezone="America/New_York", file="whole.toml")
+    window = ["--from", "2024-03-01", "--to", "2024-03-12"]
+    assert cx("run", whole, *window).code == 0
+
+    sharded = connect_job(tmp_path, lake="file://sharded", timezone="America/New_York", file="sharded.toml")
+    runs = [subprocess.Popen([cxlake_path(), "run", str(sharded), *window, "--shard", f"{i}/3"], cwd=tmp_path,
+                             env=base_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    for run in runs:
+        assert run.wait(timeout=300) == 0, run.stderr.read()
+    expected = data_files(tmp_path / "whole")
+    assert len(expected) >= 12
+    assert data_files(tmp_path / "sharded") == expected
+    # Shards leave the watermark alone; the unsharded run moved it.
+    assert not (tmp_path / "sharded" / "_etl" / "state" / "connect-queue.json").exists()
+    assert (tmp_path / "whole" / "_etl" / "state" / "connect-queue.json").exists()
+
+
+def test_shard_needs_a_window_and_a_valid_index(tmp_path, cx):
+    job = connect_job(tmp_path)
+    assert cx("run", job, "--shard", "0/2").code == 2
+    for bad in ("2/2", "1", "a/b", "0/0"):
+        result = cx("run", job, "--from", "2024-03-01", "--to", "2024-03-02", "--shard", bad)
+        assert result.code == 2 and "I/N" in result.stderr, (bad, result)
