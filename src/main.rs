@@ -71,6 +71,10 @@ enum Command {
         /// partition day. Shards write disjoint partitions and can run at once (connect-intervals).
         #[arg(long, value_parser = parse_shard, value_name = "I/N")]
         shard: Option<(u32, u32)>,
+        /// Units of work in flight: report files fetched and parsed at once (connect-intervals),
+        /// interval days rolled up at once (interval-rollup).
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=512))]
+        concurrency: u64,
         /// Seconds after which the job lock of a run that stopped refreshing it (a crashed run) is
         /// stale and may be taken over; a live run refreshes it every third of this.
         #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
@@ -144,7 +148,10 @@ fn main() -> ExitCode {
     match try_main(cli) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            eprintln!("error: {:#}", failure.error);
+            eprintln!(
+                "error: {}",
+                cxlake::observe::cause_chain(failure.error.as_ref())
+            );
             ExitCode::from(failure.code)
         }
     }
@@ -164,6 +171,7 @@ fn try_main(cli: Cli) -> Result<u8, Failure> {
             dry_run,
             lock_ttl,
             shard,
+            concurrency,
         } => {
             if shard.is_some() && (from.is_none() || to.is_none()) {
                 return Err(usage(anyhow::anyhow!(
@@ -180,7 +188,14 @@ fn try_main(cli: Cli) -> Result<u8, Failure> {
             for job in &loaded {
                 let window = Window::from_days(from, to, job.timezone);
                 let ttl = std::time::Duration::from_secs(lock_ttl);
-                code = code.max(runtime.block_on(run_locked(job, window, dry_run, ttl, shard))?);
+                code = code.max(runtime.block_on(run_locked(
+                    job,
+                    window,
+                    dry_run,
+                    ttl,
+                    shard,
+                    concurrency as usize,
+                ))?);
             }
             Ok(code)
         }
@@ -333,6 +348,7 @@ async fn run_locked(
     dry_run: bool,
     ttl: std::time::Duration,
     shard: Option<(u32, u32)>,
+    concurrency: usize,
 ) -> Result<u8, Failure> {
     if shard.is_some() && !matches!(job.kind, JobKind::ConnectIntervals(_)) {
         return Err(usage(anyhow::anyhow!(
@@ -342,7 +358,7 @@ async fn run_locked(
         )));
     }
     if dry_run {
-        return run_job(job, window, dry_run, shard)
+        return run_job(job, window, dry_run, shard, concurrency)
             .await
             .map(|(code, _)| code);
     }
@@ -378,14 +394,14 @@ async fn run_locked(
     let heartbeat = lock.keep_alive(ttl);
     let started = chrono::Utc::now();
     let clock = std::time::Instant::now();
-    let outcome = run_job(job, window, dry_run, shard).await;
+    let outcome = run_job(job, window, dry_run, shard, concurrency).await;
     heartbeat.abort();
     let (code, metrics, error) = match &outcome {
         Ok((code, metrics)) => (*code, metrics.clone(), None),
         Err(failure) => (
             failure.code,
             Metrics::default(),
-            Some(format!("{:#}", failure.error)),
+            Some(cxlake::observe::cause_chain(failure.error.as_ref())),
         ),
     };
     let seconds = clock.elapsed().as_secs_f64();
@@ -496,11 +512,14 @@ async fn run_job(
     window: Window,
     dry_run: bool,
     shard: Option<(u32, u32)>,
+    concurrency: usize,
 ) -> Result<(u8, Metrics), Failure> {
     match &job.kind {
-        JobKind::ConnectIntervals(source) => run_connect(job, source, window, dry_run, shard).await,
+        JobKind::ConnectIntervals(source) => {
+            run_connect(job, source, window, dry_run, shard, concurrency).await
+        }
         JobKind::SalesforceExport(spec) => run_export(job, spec, window, dry_run).await,
-        JobKind::IntervalRollup(spec) => run_rollup(job, spec, window, dry_run).await,
+        JobKind::IntervalRollup(spec) => run_rollup(job, spec, window, dry_run, concurrency).await,
         JobKind::SalesforcePushback(spec) => run_pushback(job, spec, window, dry_run).await,
     }
 }
@@ -603,6 +622,7 @@ async fn run_rollup(
     spec: &cxlake::job::RollupSpec,
     window: Window,
     dry_run: bool,
+    concurrency: usize,
 ) -> Result<(u8, Metrics), Failure> {
     let rollup = RollupJob::open(job, spec.report, &spec.grains, dry_run)
         .await
@@ -628,8 +648,9 @@ async fn run_rollup(
         println!("dry run: nothing written");
         return Ok((exit::OK, Metrics::default()));
     }
+    let bar = cxlake::observe::progress::bar("days");
     let report = rollup
-        .run(&plan)
+        .run(&plan, concurrency, bar.as_ref())
         .await
         .with_context(|| format!("job {}", job.name))?;
     tracing::info!(
@@ -671,6 +692,10 @@ async fn run_export(
     let export = ExportJob::open(job, spec, dry_run)
         .await
         .with_context(|| format!("job {}", job.name))?;
+    let export = match cxlake::observe::progress::bar("records").filter(|_| !dry_run) {
+        Some(bar) => export.with_progress(bar),
+        None => export,
+    };
     if dry_run {
         let lines = export
             .plan(&window)
@@ -791,6 +816,7 @@ async fn run_connect(
     window: Window,
     dry_run: bool,
     shard: Option<(u32, u32)>,
+    concurrency: usize,
 ) -> Result<(u8, Metrics), Failure> {
     let connect = ConnectJob::open(
         job,
@@ -802,7 +828,12 @@ async fn run_connect(
         },
     )
     .await
-    .with_context(|| format!("job {}", job.name))?;
+    .with_context(|| format!("job {}", job.name))?
+    .with_concurrency(concurrency);
+    let connect = match cxlake::observe::progress::bar("files").filter(|_| !dry_run) {
+        Some(bar) => connect.with_progress(bar),
+        None => connect,
+    };
     let mut plan = connect
         .plan(window)
         .await

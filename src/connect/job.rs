@@ -180,6 +180,8 @@ pub struct ConnectJob<'a> {
     source: Location,
     lake: Location,
     chunk_bytes: usize,
+    files_in_flight: usize,
+    progress: Option<indicatif::ProgressBar>,
 }
 
 /// What a [`ConnectJob`] is opened for.
@@ -215,7 +217,21 @@ impl<'a> ConnectJob<'a> {
             source: src,
             lake,
             chunk_bytes: CHUNK_BYTES,
+            files_in_flight: FILES_IN_FLIGHT,
+            progress: None,
         })
+    }
+
+    /// Sets how many report files are fetched and parsed at once (S3 GETs in flight).
+    pub fn with_concurrency(mut self, files: usize) -> Self {
+        self.files_in_flight = files.max(1);
+        self
+    }
+
+    /// Reports progress (files done of the plan, rows, rate, ETA) on `bar`.
+    pub fn with_progress(mut self, bar: indicatif::ProgressBar) -> Self {
+        self.progress = Some(bar);
+        self
     }
 
     /// Sets the size of the record-aligned chunks parsed in parallel (tests use tiny ones).
@@ -299,11 +315,29 @@ impl<'a> ConnectJob<'a> {
             tasks: Default::default(),
             report: self.schema,
         };
+        if let Some(bar) = &self.progress {
+            bar.set_length(plan.files.len() as u64);
+        }
+        let rows_so_far = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<FileOutcome> = futures::stream::iter(plan.files.iter().cloned())
             .map(|key| self.load_file(key, &compactor))
-            .buffer_unordered(FILES_IN_FLIGHT)
+            .buffer_unordered(self.files_in_flight)
+            .inspect_ok(|outcome| {
+                if let Some(bar) = &self.progress {
+                    if let FileOutcome::Loaded { rows, .. } = outcome {
+                        let total = rows_so_far
+                            .fetch_add(*rows, std::sync::atomic::Ordering::Relaxed)
+                            + rows;
+                        bar.set_message(format!("{total} rows"));
+                    }
+                    bar.inc(1);
+                }
+            })
             .try_collect()
             .await?;
+        if let Some(bar) = &self.progress {
+            bar.finish_and_clear();
+        }
         compactor.finish().await?;
         drop(compactor);
 

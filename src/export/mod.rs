@@ -277,6 +277,7 @@ pub struct ExportJob<'a> {
     spec: &'a SalesforceExport,
     lake: Location,
     client: Arc<Client>,
+    progress: Option<indicatif::ProgressBar>,
 }
 
 /// Rows and deletes counted while streaming.
@@ -308,7 +309,23 @@ impl<'a> ExportJob<'a> {
             spec,
             lake,
             client,
+            progress: None,
         })
+    }
+
+    /// Reports each object's progress (records done of the query's total, rate, ETA) on `bar`.
+    pub fn with_progress(mut self, bar: indicatif::ProgressBar) -> Self {
+        self.progress = Some(bar);
+        self
+    }
+
+    /// Restarts the progress bar for `object`, whose query matched `total` records.
+    fn progress_start(&self, object: &str, total: Option<u64>) {
+        if let Some(bar) = &self.progress {
+            bar.reset();
+            bar.set_length(total.unwrap_or(0));
+            bar.set_message(object.to_string());
+        }
     }
 
     /// The lake.
@@ -425,9 +442,14 @@ impl<'a> ExportJob<'a> {
                 }
                 Err(e) => {
                     tracing::error!(job = %self.job.name, object = %spec.name, error = %e, "object failed; its watermark did not move");
-                    report.failed.push((spec.name.clone(), e.to_string()));
+                    report
+                        .failed
+                        .push((spec.name.clone(), crate::observe::cause_chain(&e)));
                 }
             }
+        }
+        if let Some(bar) = &self.progress {
+            bar.finish_and_clear();
         }
         report.calls = self.client.counts().snapshot();
         report.lake_requests = self.lake.requests().snapshot();
@@ -665,6 +687,7 @@ impl<'a> ExportJob<'a> {
         out: &mut PartWriter,
     ) -> Result<Streamed, ExportError> {
         let total = first.total_size;
+        self.progress_start(object, Some(total));
         let mut streamed = Streamed::default();
         let mut page = first;
         let mut number = 1u64;
@@ -715,6 +738,7 @@ impl<'a> ExportJob<'a> {
             .wait_for_query_job(&job.id, object, Duration::from_millis(50))
             .await?;
         let delimiter = info.delimiter();
+        self.progress_start(object, info.number_records_processed);
         let mut streamed = Streamed::default();
         let mut parsing = FuturesOrdered::new();
         let mut locator: Option<String> = None;
@@ -779,6 +803,9 @@ impl<'a> ExportJob<'a> {
     ) -> Result<(), ExportError> {
         let batch = align(&batch, schema)?;
         streamed.rows += batch.num_rows() as u64;
+        if let Some(bar) = &self.progress {
+            bar.inc(batch.num_rows() as u64);
+        }
         if let Some(flags) = batch.column_by_name("is_deleted") {
             let flags = flags.as_boolean();
             streamed.deleted += (0..flags.len())

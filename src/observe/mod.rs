@@ -1,4 +1,7 @@
-//! Logging: human-readable on a terminal, one JSON object per event otherwise (ECS/CloudWatch).
+//! Logging: human-readable on a terminal (beside progress bars), one JSON object per event
+//! otherwise (ECS/CloudWatch).
+
+pub mod progress;
 
 use std::io::IsTerminal;
 
@@ -7,16 +10,75 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. `level` is a tracing filter such as `info` or `cxlake=debug`.
 pub fn init(level: &str) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if std::io::stderr().is_terminal() {
-        builder.with_target(false).compact().init();
+        builder
+            .with_writer(|| progress::SuspendingStderr)
+            .with_target(false)
+            .compact()
+            .init();
     } else {
         builder
+            .with_writer(std::io::stderr)
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .init();
+    }
+}
+
+/// An error and its causes on one line, each cause once. Many errors (object_store's, the AWS
+/// SDK's) already print their source in their own message, so a plain `{:#}` of the chain would
+/// repeat the same text several times; a cause whose text is already there is left out.
+pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !line.contains(text.as_str()) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        cause = e.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cause_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading s3://lake/x: {source}")]
+    struct Embeds {
+        source: Inner,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("request failed")]
+    struct Inner {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_appears_once() {
+        let error = Embeds {
+            source: Inner {
+                source: std::io::Error::other("connection refused"),
+            },
+        };
+        assert_eq!(
+            cause_chain(&error),
+            "reading s3://lake/x: request failed: connection refused"
+        );
+    }
+
+    #[test]
+    fn anyhow_context_is_kept_in_order() {
+        let error = anyhow::Error::new(std::io::Error::other("denied")).context("job q: lock");
+        assert_eq!(cause_chain(error.as_ref()), "job q: lock: denied");
     }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 
 use super::aggregate::{output_schema, rollup, Grain};
 use crate::connect::schema::ReportSchema;
@@ -122,57 +123,44 @@ impl<'a> RollupJob<'a> {
         .await?)
     }
 
-    /// Rolls up the planned days.
-    pub async fn run(&self, plan: &[DayFile]) -> Result<RollupReport, RollupError> {
+    /// Rolls up the planned days, `concurrency` days at a time (lake GETs and PUTs in flight;
+    /// decoding, aggregation and encoding run on the blocking pool, off the async workers).
+    pub async fn run(
+        &self,
+        plan: &[DayFile],
+        concurrency: usize,
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<RollupReport, RollupError> {
         let started = Instant::now();
         let schema = ReportSchema::get(self.report);
         let meta = state::load_table_meta(&self.lake, &schema.table).await?;
         let input_schema = schema.table_schema(&meta.extra_columns);
+        if let Some(bar) = progress {
+            bar.set_length(plan.len() as u64);
+        }
+        let days: Vec<Option<DayOutcome>> = futures::stream::iter(plan)
+            .map(|day| self.roll_day(day, &input_schema))
+            .buffer_unordered(concurrency.max(1))
+            .inspect_ok(|_| {
+                if let Some(bar) = progress {
+                    bar.inc(1);
+                }
+            })
+            .try_collect()
+            .await?;
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
         let mut report = RollupReport::default();
         let mut newest: Option<DateTime<Utc>> = None;
-        for DayFile { day, key, modified } in plan {
-            let Some(bytes) = self.lake.get(key).await? else {
-                continue; // replaced or removed since the listing; the next run sees it
-            };
-            let batches = decode(bytes)
-                .and_then(|b| {
-                    b.iter()
-                        .map(|b| align(b, &input_schema))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .map_err(|source| RollupError::Parquet {
-                    key: key.clone(),
-                    source,
-                })?;
+        for day in days.into_iter().flatten() {
             report.days += 1;
-            report.rows_read += batches.iter().map(|b| b.num_rows()).sum::<usize>();
-            for &grain in self.grains {
-                let out = rollup(
-                    &batches,
-                    &input_schema,
-                    &schema.grouping_column,
-                    grain,
-                    *day,
-                )
-                .map_err(|source| RollupError::Arrow {
-                    key: key.clone(),
-                    source,
-                })?;
-                let table = table_name(self.report, grain);
-                let target = layout::partition_file(&table, *day);
-                let encoded = encode(&out).map_err(|source| RollupError::Parquet {
-                    key: target.clone(),
-                    source,
-                })?;
-                if self.lake.get(&target).await?.as_deref() == Some(encoded.as_slice()) {
-                    report.unchanged += 1;
-                } else {
-                    self.lake.put(&target, Bytes::from(encoded)).await?;
-                    report.written.push(target);
-                }
-            }
-            newest = newest.max(Some(*modified));
+            report.rows_read += day.rows_read;
+            report.unchanged += day.unchanged;
+            report.written.extend(day.written);
+            newest = newest.max(Some(day.modified));
         }
+        report.written.sort();
         if let Some(catalog) = &self.job.catalog {
             let config = crate::aws::sdk_config(self.job.lake.region.as_deref()).await;
             let glue = aws_sdk_glue::Client::new(&config);
@@ -208,6 +196,43 @@ impl<'a> RollupJob<'a> {
         Ok(report)
     }
 
+    /// Rolls up one interval day into every grain; `None` when the day's file has gone since
+    /// the listing (the next run sees what replaced it).
+    async fn roll_day(
+        &self,
+        day_file: &DayFile,
+        input_schema: &SchemaRef,
+    ) -> Result<Option<DayOutcome>, RollupError> {
+        let DayFile { day, key, modified } = day_file;
+        let Some(bytes) = self.lake.get(key).await? else {
+            return Ok(None);
+        };
+        let encoded = {
+            let (key, day, input_schema) = (key.clone(), *day, input_schema.clone());
+            let (report, grains) = (self.report, self.grains.to_vec());
+            tokio::task::spawn_blocking(move || {
+                encode_day(bytes, &key, day, &input_schema, report, &grains)
+            })
+            .await
+            .expect("roll-up of a day does not panic")?
+        };
+        let mut outcome = DayOutcome {
+            rows_read: encoded.rows,
+            modified: *modified,
+            written: Vec::new(),
+            unchanged: 0,
+        };
+        for (target, encoded) in encoded.partitions {
+            if self.lake.get(&target).await?.as_deref() == Some(encoded.as_slice()) {
+                outcome.unchanged += 1;
+            } else {
+                self.lake.put(&target, Bytes::from(encoded)).await?;
+                outcome.written.push(target);
+            }
+        }
+        Ok(Some(outcome))
+    }
+
     fn output_schema(&self, input: &SchemaRef, grain: Grain) -> SchemaRef {
         output_schema(
             input,
@@ -215,4 +240,60 @@ impl<'a> RollupJob<'a> {
             grain,
         )
     }
+}
+
+/// What rolling up one interval day did.
+struct DayOutcome {
+    rows_read: usize,
+    modified: DateTime<Utc>,
+    written: Vec<String>,
+    unchanged: usize,
+}
+
+/// Decodes one interval day and encodes its roll-up for every grain.
+fn encode_day(
+    bytes: Bytes,
+    key: &str,
+    day: i32,
+    input_schema: &SchemaRef,
+    report: ReportKind,
+    grains: &[Grain],
+) -> Result<EncodedDay, RollupError> {
+    let parquet_error = |key: &str| {
+        let key = key.to_string();
+        move |source| RollupError::Parquet { key, source }
+    };
+    let batches = decode(bytes)
+        .and_then(|b| {
+            b.iter()
+                .map(|b| align(b, input_schema))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(parquet_error(key))?;
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    let grouping = &ReportSchema::get(report).grouping_column;
+    let mut encoded = Vec::with_capacity(grains.len());
+    for &grain in grains {
+        let out = rollup(&batches, input_schema, grouping, grain, day).map_err(|source| {
+            RollupError::Arrow {
+                key: key.to_string(),
+                source,
+            }
+        })?;
+        let target = layout::partition_file(&table_name(report, grain), day);
+        let bytes = encode(&out).map_err(parquet_error(&target))?;
+        encoded.push((target, bytes));
+    }
+    Ok(EncodedDay {
+        rows,
+        partitions: encoded,
+    })
+}
+
+/// One interval day rolled up and encoded.
+struct EncodedDay {
+    /// Interval rows read.
+    rows: usize,
+    /// (roll-up partition key, Parquet bytes) per grain.
+    partitions: Vec<(String, Vec<u8>)>,
 }
