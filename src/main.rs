@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use cxlake::connect::job::{ConnectJob, OpenMode, RunReport};
 use cxlake::export::{ExportError, ExportJob};
 use cxlake::job::{self, Job, JobKind};
+use cxlake::observe::run::{RunMetrics, RunRecord};
 use cxlake::pushback::PushbackJob;
 use cxlake::rollup::job::RollupJob;
 use cxlake::window::Window;
@@ -400,111 +401,28 @@ async fn run_locked(
         Ok((code, metrics)) => (*code, metrics.clone(), None),
         Err(failure) => (
             failure.code,
-            Metrics::default(),
+            RunMetrics::default(),
             Some(cxlake::observe::cause_chain(failure.error.as_ref())),
         ),
     };
-    let seconds = clock.elapsed().as_secs_f64();
-    report_run(
-        &lake, job, &command, window, started, seconds, code, &metrics, error,
-    )
+    RunRecord {
+        job: &job.name,
+        kind: job.kind.name(),
+        command: &command,
+        window,
+        started,
+        seconds: clock.elapsed().as_secs_f64(),
+        exit_code: code,
+        failed: code == exit::FAILURE,
+        error,
+        metrics,
+    }
+    .report(&lake)
     .await;
     if let Err(e) = lock.release().await {
         tracing::warn!(job = %job.name, error = %e, "could not release the job lock; it expires on its own");
     }
     outcome.map(|(code, _)| code)
-}
-
-/// What a run did, for its manifest and metrics.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-struct Metrics {
-    /// Input units (report files) read.
-    inputs: u64,
-    /// Rows or records processed.
-    rows: u64,
-    /// Parquet bytes written.
-    bytes: u64,
-    /// Rejected inputs or records (or failed objects).
-    rejects: u64,
-    /// Salesforce API calls.
-    api_calls: u64,
-    /// Objects written (partition keys, history files, target object).
-    outputs: Vec<String>,
-}
-
-/// Writes the run manifest `_etl/runs/<run-id>.json` and, off a terminal (or with
-/// `CXLAKE_EMF=1`), one CloudWatch Embedded Metric Format line on stdout.
-#[allow(clippy::too_many_arguments)]
-async fn report_run(
-    lake: &cxlake::lake::Location,
-    job: &Job,
-    command: &str,
-    window: Window,
-    started: chrono::DateTime<chrono::Utc>,
-    seconds: f64,
-    code: u8,
-    metrics: &Metrics,
-    error: Option<String>,
-) {
-    use std::io::IsTerminal;
-    let run_id = format!(
-        "{}-{}-{}",
-        started.format("%Y%m%dT%H%M%S%3fZ"),
-        job.name,
-        std::process::id()
-    );
-    let manifest = serde_json::json!({
-        "run_id": run_id,
-        "job": job.name,
-        "kind": job.kind.name(),
-        "command": command,
-        "window": { "from": window.start, "to": window.end },
-        "started_at": started,
-        "seconds": seconds,
-        "exit_code": code,
-        "error": error,
-        "inputs": metrics.inputs,
-        "rows": metrics.rows,
-        "bytes_written": metrics.bytes,
-        "rejects": metrics.rejects,
-        "salesforce_api_calls": metrics.api_calls,
-        "outputs": metrics.outputs,
-    });
-    let key = format!("_etl/runs/{run_id}.json");
-    let body =
-        bytes::Bytes::from(serde_json::to_vec_pretty(&manifest).expect("manifest serializes"));
-    if let Err(e) = lake.put(&key, body).await {
-        tracing::warn!(job = %job.name, error = %e, "could not write the run manifest");
-    }
-    if !std::io::stdout().is_terminal() || std::env::var("CXLAKE_EMF").is_ok_and(|v| v == "1") {
-        let emf = serde_json::json!({
-            "_aws": {
-                "Timestamp": chrono::Utc::now().timestamp_millis(),
-                "CloudWatchMetrics": [{
-                    "Namespace": "cxlake",
-                    "Dimensions": [["Job"]],
-                    "Metrics": [
-                        { "Name": "Rows", "Unit": "Count" },
-                        { "Name": "Bytes", "Unit": "Bytes" },
-                        { "Name": "Rejects", "Unit": "Count" },
-                        { "Name": "ApiCalls", "Unit": "Count" },
-                        { "Name": "DurationSeconds", "Unit": "Seconds" },
-                        { "Name": "Failed", "Unit": "Count" }
-                    ]
-                }]
-            },
-            "Job": job.name,
-            "Kind": job.kind.name(),
-            "RunId": run_id,
-            "Rows": metrics.rows,
-            "Bytes": metrics.bytes,
-            "Rejects": metrics.rejects,
-            "ApiCalls": metrics.api_calls,
-            "DurationSeconds": seconds,
-            "Failed": u8::from(code == exit::FAILURE),
-        });
-        println!("{emf}");
-    }
 }
 
 async fn run_job(
@@ -513,7 +431,7 @@ async fn run_job(
     dry_run: bool,
     shard: Option<(u32, u32)>,
     concurrency: usize,
-) -> Result<(u8, Metrics), Failure> {
+) -> Result<(u8, RunMetrics), Failure> {
     match &job.kind {
         JobKind::ConnectIntervals(source) => {
             run_connect(job, source, window, dry_run, shard, concurrency).await
@@ -529,7 +447,7 @@ async fn run_pushback(
     spec: &cxlake::job::SalesforcePushback,
     window: Window,
     dry_run: bool,
-) -> Result<(u8, Metrics), Failure> {
+) -> Result<(u8, RunMetrics), Failure> {
     let pushback = PushbackJob::open(job, &spec.pushback, &spec.salesforce, dry_run)
         .await
         .with_context(|| format!("job {}", job.name))?;
@@ -538,17 +456,8 @@ async fn run_pushback(
         .await
         .with_context(|| format!("job {}: planning", job.name))?;
     if dry_run {
-        println!(
-            "plan for {}: {} days -> {}",
-            job.name,
-            plan.len(),
-            pushback.object()
-        );
-        for file in &plan {
-            println!("  {}", file.key);
-        }
-        println!("dry run: nothing written");
-        return Ok((exit::OK, Metrics::default()));
+        print_day_plan(&job.name, &plan, &pushback.object());
+        return Ok((exit::OK, RunMetrics::default()));
     }
     let report = pushback
         .run(&plan)
@@ -589,32 +498,34 @@ async fn run_pushback(
             report.skipped_fields.join(", ")
         );
     }
-    if report.rejected > 0 {
+    let code = if report.rejected > 0 {
         println!(
             "  rejected records are in _etl/rejects/{}/ with Salesforce's error",
             job.name
         );
-        return Ok((
-            exit::PARTIAL,
-            Metrics {
-                rows: report.records as u64,
-                rejects: report.rejected as u64,
-                api_calls: report.calls.1,
-                outputs: vec![report.object.clone()],
-                ..Metrics::default()
-            },
-        ));
-    }
+        exit::PARTIAL
+    } else {
+        exit::OK
+    };
     Ok((
-        exit::OK,
-        Metrics {
+        code,
+        RunMetrics {
             rows: report.records as u64,
             rejects: report.rejected as u64,
             api_calls: report.calls.1,
             outputs: vec![report.object.clone()],
-            ..Metrics::default()
+            ..RunMetrics::default()
         },
     ))
+}
+
+/// A dry run's plan of interval days (roll-up, push-back): each partition read, and the target.
+fn print_day_plan(job: &str, plan: &[cxlake::lake::partitions::DayFile], target: &str) {
+    println!("plan for {job}: {} interval days -> {target}", plan.len());
+    for file in plan {
+        println!("  {}", file.key);
+    }
+    println!("dry run: nothing written");
 }
 
 async fn run_rollup(
@@ -623,7 +534,7 @@ async fn run_rollup(
     window: Window,
     dry_run: bool,
     concurrency: usize,
-) -> Result<(u8, Metrics), Failure> {
+) -> Result<(u8, RunMetrics), Failure> {
     let rollup = RollupJob::open(job, spec.report, &spec.grains, dry_run)
         .await
         .with_context(|| format!("job {}", job.name))?;
@@ -632,21 +543,13 @@ async fn run_rollup(
         .await
         .with_context(|| format!("job {}: planning", job.name))?;
     if dry_run {
-        println!(
-            "plan for {}: {} interval days -> {}",
-            job.name,
-            plan.len(),
-            spec.grains
-                .iter()
-                .map(|g| cxlake::rollup::job::table_name(spec.report, *g))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        for file in &plan {
-            println!("  {}", file.key);
-        }
-        println!("dry run: nothing written");
-        return Ok((exit::OK, Metrics::default()));
+        let tables: Vec<String> = spec
+            .grains
+            .iter()
+            .map(|g| cxlake::rollup::job::table_name(spec.report, *g))
+            .collect();
+        print_day_plan(&job.name, &plan, &tables.join(", "));
+        return Ok((exit::OK, RunMetrics::default()));
     }
     let bar = cxlake::observe::progress::bar("days");
     let report = rollup
@@ -675,10 +578,10 @@ async fn run_rollup(
     );
     Ok((
         exit::OK,
-        Metrics {
+        RunMetrics {
             rows: report.rows_read as u64,
             outputs: report.written.clone(),
-            ..Metrics::default()
+            ..RunMetrics::default()
         },
     ))
 }
@@ -688,7 +591,7 @@ async fn run_export(
     spec: &cxlake::job::SalesforceExport,
     window: Window,
     dry_run: bool,
-) -> Result<(u8, Metrics), Failure> {
+) -> Result<(u8, RunMetrics), Failure> {
     let export = ExportJob::open(job, spec, dry_run)
         .await
         .with_context(|| format!("job {}", job.name))?;
@@ -712,7 +615,7 @@ async fn run_export(
             println!("  {line}");
         }
         println!("dry run: nothing written");
-        return Ok((exit::OK, Metrics::default()));
+        return Ok((exit::OK, RunMetrics::default()));
     }
     let report = export
         .run(&window)
@@ -779,7 +682,7 @@ async fn run_export(
     };
     Ok((
         code,
-        Metrics {
+        RunMetrics {
             rows,
             rejects: report.failed.len() as u64,
             api_calls: report.calls.1,
@@ -788,7 +691,7 @@ async fn run_export(
                 .iter()
                 .filter_map(|o| o.history_key.clone())
                 .collect(),
-            ..Metrics::default()
+            ..RunMetrics::default()
         },
     ))
 }
@@ -817,7 +720,7 @@ async fn run_connect(
     dry_run: bool,
     shard: Option<(u32, u32)>,
     concurrency: usize,
-) -> Result<(u8, Metrics), Failure> {
+) -> Result<(u8, RunMetrics), Failure> {
     let connect = ConnectJob::open(
         job,
         source,
@@ -862,7 +765,7 @@ async fn run_connect(
             println!("  {other}  (skipped: not a report file name)");
         }
         println!("dry run: nothing written (partitions shown are expected from file names; the rows decide)");
-        return Ok((exit::OK, Metrics::default()));
+        return Ok((exit::OK, RunMetrics::default()));
     }
     for other in &plan.skipped {
         tracing::warn!(job = %job.name, object = %other, "skipped: not a report file name");
@@ -879,7 +782,7 @@ async fn run_connect(
     };
     Ok((
         code,
-        Metrics {
+        RunMetrics {
             rows: report.rows_read as u64,
             bytes: report
                 .partitions
@@ -889,7 +792,7 @@ async fn run_connect(
                 .sum(),
             rejects: report.rejected.len() as u64,
             inputs: report.files as u64,
-            ..Metrics::default()
+            ..RunMetrics::default()
         },
     ))
 }

@@ -2,6 +2,7 @@
 //! otherwise (ECS/CloudWatch).
 
 pub mod progress;
+pub mod run;
 
 use std::io::IsTerminal;
 
@@ -27,14 +28,19 @@ pub fn init(level: &str) {
     }
 }
 
-/// An error and its causes on one line, each cause once. Many errors (object_store's, the AWS
+/// An error and its causes on one line, each cause once, white space folded. Many errors (object_store's, the AWS
 /// SDK's) already print their source in their own message, so a plain `{:#}` of the chain would
 /// repeat the same text several times; a cause whose text is already there is left out.
 pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut line = String::new();
     let mut cause = Some(error);
     while let Some(e) = cause {
-        let text = e.to_string();
+        // One line: some causes carry a multi-line body (an S3 XML error document).
+        let text = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         if !line.contains(text.as_str()) {
             if !line.is_empty() {
                 line.push_str(": ");
@@ -73,6 +79,18 @@ mod tests {
         assert_eq!(
             cause_chain(&error),
             "reading s3://lake/x: request failed: connection refused"
+        );
+    }
+
+    #[test]
+    fn multi_line_causes_fold_onto_one_line() {
+        let error = anyhow::Error::new(std::io::Error::other(
+            "404 Not Found:\n<Error>\n  <Code>NoSuchBucket</Code>\n</Error>",
+        ))
+        .context("job q: lock");
+        assert_eq!(
+            cause_chain(error.as_ref()),
+            "job q: lock: 404 Not Found: <Error> <Code>NoSuchBucket</Code> </Error>"
         );
     }
 

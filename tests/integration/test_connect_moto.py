@@ -281,6 +281,11 @@ def test_missing_lake_bucket_fails_with_exit_1(cx, tmp_path, aws, buckets):
     connect_job(tmp_path, source=f"s3://{buckets['reports']}/{PREFIX}", lake=f"s3://{buckets['lake']}-missing/{LAKE_PREFIX}")
     result = cx("run", "job.toml", env=aws["env"])
     assert result.code == 1, result
+    # One error line naming the bucket and S3's reason, each cause of the chain said once.
+    [line] = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert f"{buckets['lake']}-missing" in line and "NoSuchBucket" in line, line
+    causes = line.split(": ")
+    assert len(causes) == len(set(causes)), line
 
 
 # --------------------------------------------------------------------------------------------
