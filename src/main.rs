@@ -510,6 +510,7 @@ async fn run_pushback(
     Ok((
         code,
         RunMetrics {
+            inputs: report.days as u64,
             rows: report.records as u64,
             rejects: report.rejected as u64,
             api_calls: report.calls.1,
@@ -562,6 +563,7 @@ async fn run_rollup(
         rows_read = report.rows_read,
         partitions_written = report.written.len(),
         partitions_unchanged = report.unchanged,
+        bytes_written = report.bytes_written,
         seconds = report.seconds,
         lake_get = report.lake_requests.0,
         lake_put = report.lake_requests.1,
@@ -579,7 +581,9 @@ async fn run_rollup(
     Ok((
         exit::OK,
         RunMetrics {
+            inputs: report.days as u64,
             rows: report.rows_read as u64,
+            bytes: report.bytes_written as u64,
             outputs: report.written.clone(),
             ..RunMetrics::default()
         },
@@ -683,7 +687,9 @@ async fn run_export(
     Ok((
         code,
         RunMetrics {
+            inputs: (report.objects.len() + report.failed.len()) as u64,
             rows,
+            bytes: report.objects.iter().map(|o| o.history_bytes).sum(),
             rejects: report.failed.len() as u64,
             api_calls: report.calls.1,
             outputs: report
@@ -691,7 +697,6 @@ async fn run_export(
                 .iter()
                 .filter_map(|o| o.history_key.clone())
                 .collect(),
-            ..RunMetrics::default()
         },
     ))
 }

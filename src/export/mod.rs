@@ -113,6 +113,8 @@ pub struct ObjectReport {
     pub deleted: u64,
     /// History file written (None when an incremental run found no changes).
     pub history_key: Option<String>,
+    /// Size of that file.
+    pub history_bytes: u64,
     /// Rows in the latest table after the run.
     pub latest_rows: Option<u64>,
     /// Columns new to the table in this run.
@@ -511,8 +513,10 @@ impl<'a> ExportJob<'a> {
         };
         let write_history = rows > 0 || !incremental;
         let history_key = write_history.then(|| history_key(&table, day, &part));
+        let mut history_bytes = 0;
         if let Some(key) = &history_key {
             self.lake.put_file(key, &history_file).await?;
+            history_bytes = std::fs::metadata(&history_file).map_or(0, |m| m.len());
         }
 
         let latest_rows = if !write_history {
@@ -558,6 +562,7 @@ impl<'a> ExportJob<'a> {
             rows,
             deleted: streamed.deleted,
             history_key,
+            history_bytes,
             latest_rows,
             added_columns: added,
             skipped_fields: selection.skipped,

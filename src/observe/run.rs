@@ -14,7 +14,7 @@ use crate::window::Window;
 /// The figures a job kind reports for its run.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RunMetrics {
-    /// Input units (report files) read.
+    /// Input units: report files (Connect), interval days (roll-up, push-back), objects (export).
     pub inputs: u64,
     /// Rows or records processed.
     pub rows: u64,

@@ -61,6 +61,8 @@ pub struct RollupReport {
     pub written: Vec<String>,
     /// Roll-up partitions already up to date.
     pub unchanged: usize,
+    /// Parquet bytes written.
+    pub bytes_written: usize,
     /// Lake requests: (get, put, list pages).
     pub lake_requests: (u64, u64, u64),
     /// Seconds.
@@ -157,6 +159,7 @@ impl<'a> RollupJob<'a> {
             report.days += 1;
             report.rows_read += day.rows_read;
             report.unchanged += day.unchanged;
+            report.bytes_written += day.bytes_written;
             report.written.extend(day.written);
             newest = newest.max(Some(day.modified));
         }
@@ -221,11 +224,13 @@ impl<'a> RollupJob<'a> {
             modified: *modified,
             written: Vec::new(),
             unchanged: 0,
+            bytes_written: 0,
         };
         for (target, encoded) in encoded.partitions {
             if self.lake.get(&target).await?.as_deref() == Some(encoded.as_slice()) {
                 outcome.unchanged += 1;
             } else {
+                outcome.bytes_written += encoded.len();
                 self.lake.put(&target, Bytes::from(encoded)).await?;
                 outcome.written.push(target);
             }
@@ -248,6 +253,7 @@ struct DayOutcome {
     modified: DateTime<Utc>,
     written: Vec<String>,
     unchanged: usize,
+    bytes_written: usize,
 }
 
 /// Decodes one interval day and encodes its roll-up for every grain.
