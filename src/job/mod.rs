@@ -3,6 +3,7 @@
 //! A job file is read as TOML, `CXLAKE_<SECTION>_<KEY>` environment variables are laid over it,
 //! and the result is checked in one pass that reports every problem at once with its key path.
 
+pub mod init;
 mod model;
 
 pub use model::{
