@@ -42,6 +42,7 @@ Every job setting can be overridden with CXLAKE_<SECTION>_<KEY>, e.g. CXLAKE_LAK
 AWS credentials and region come from the standard chain (env, profile/SSO via AWS_PROFILE, ECS task role);\n\
 AWS_ENDPOINT_URL points S3 and Glue at another endpoint.\n\n\
 Examples:\n  cxlake validate jobs/demo/*.toml\n  cxlake run jobs/demo/connect-queue.toml\n  \
+cxlake init jobs/prod --reports s3://reports/connect/alias/Reports/SFDC/ --instance alias --lake s3://lake/cx\n  \
 cxlake run jobs/aws/connect-queue.toml --from 2024-01-01 --to 2024-06-30 --dry-run"
 )]
 struct Cli {
@@ -95,6 +96,9 @@ enum Command {
         /// Job file.
         job: PathBuf,
     },
+    /// Write a new deployment's job files (Connect queue and agent, roll-ups, Salesforce export,
+    /// push-back) from the production examples, with this deployment's settings, validated.
+    Init(InitArgs),
     /// Serve the built-in Salesforce API emulator (demo, tests, benchmarks).
     Emulator(cxlake::emulator::EmulatorArgs),
     /// Glue Data Catalog commands.
@@ -102,6 +106,39 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct InitArgs {
+    /// Folder to write the job files into (created if missing).
+    dir: PathBuf,
+    /// Connect reports prefix above Queue/ and Agent/, e.g. s3://<bucket>/connect/<alias>/Reports/SFDC/.
+    #[arg(long)]
+    reports: String,
+    /// Connect instance alias (stored in every row).
+    #[arg(long)]
+    instance: String,
+    /// The lake: s3://<bucket>/<prefix> or file://<folder>.
+    #[arg(long)]
+    lake: String,
+    /// Reporting-day time zone (IANA name).
+    #[arg(long, default_value = "UTC")]
+    timezone: String,
+    /// Glue database (omit for no catalog).
+    #[arg(long)]
+    database: Option<String>,
+    /// Salesforce integration user (default: the example's, to edit).
+    #[arg(long)]
+    salesforce_user: Option<String>,
+    /// Where the Salesforce credentials live: a Secrets Manager ARN, env, or file:<path>.
+    #[arg(long)]
+    salesforce_credentials: Option<String>,
+    /// Salesforce login URL (a sandbox's, or your My Domain).
+    #[arg(long)]
+    salesforce_login_url: Option<String>,
+    /// Replace job files that already exist.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand)]
@@ -205,6 +242,7 @@ fn try_main(cli: Cli) -> Result<u8, Failure> {
             runtime.block_on(print_schema(&job))?;
             Ok(exit::OK)
         }
+        Command::Init(args) => init(args),
         Command::Emulator(args) => {
             runtime.block_on(cxlake::emulator::run(args))?;
             Ok(exit::OK)
@@ -217,6 +255,67 @@ fn try_main(cli: Cli) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
     }
+}
+
+/// Renders the job files, checks each one loads as a valid job, then writes them all.
+fn init(args: InitArgs) -> Result<u8, Failure> {
+    let files = job::init::render(&job::init::Deployment {
+        reports: args.reports,
+        instance: args.instance,
+        lake: args.lake,
+        timezone: args.timezone,
+        database: args.database,
+        salesforce_user: args.salesforce_user,
+        salesforce_credentials: args.salesforce_credentials,
+        salesforce_login_url: args.salesforce_login_url,
+    });
+    let existing: Vec<String> = files
+        .iter()
+        .map(|(name, _)| args.dir.join(name))
+        .filter(|path| path.exists())
+        .map(|path| path.display().to_string())
+        .collect();
+    if !existing.is_empty() && !args.force {
+        return Err(usage(anyhow::anyhow!(
+            "these job files exist already (--force replaces them): {}",
+            existing.join(", ")
+        )));
+    }
+    // Validate in a scratch folder first, so a bad setting writes nothing.
+    let scratch = tempfile::tempdir().context("creating a scratch folder")?;
+    let mut problems = Vec::new();
+    let mut loaded = Vec::new();
+    for (name, text) in &files {
+        let path = scratch.path().join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        match job::load(&path, &Default::default()) {
+            Ok(job) => loaded.push(job),
+            Err(e) => problems.extend(e.problems.iter().map(|p| format!("{name}: {p}"))),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(usage(anyhow::anyhow!(
+            "the settings give invalid job files:\n  - {}",
+            problems.join("\n  - ")
+        )));
+    }
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
+    for ((name, text), job) in files.iter().zip(&loaded) {
+        let path = args.dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "wrote {} ({} job {:?})",
+            path.display(),
+            job.kind.name(),
+            job.name
+        );
+    }
+    println!(
+        "next: review them, `cxlake validate {dir}/*.toml --print`, then `cxlake run {dir}/connect-queue.toml --dry-run`",
+        dir = args.dir.display()
+    );
+    Ok(exit::OK)
 }
 
 fn usage(error: anyhow::Error) -> Failure {
