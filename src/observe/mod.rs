@@ -28,19 +28,23 @@ pub fn init(level: &str) {
     }
 }
 
-/// An error and its causes on one line, each cause once, white space folded. Many errors (object_store's, the AWS
+/// An error and its causes, each cause once and on one line. Many errors (object_store's, the AWS
 /// SDK's) already print their source in their own message, so a plain `{:#}` of the chain would
 /// repeat the same text several times; a cause whose text is already there is left out.
 pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut line = String::new();
     let mut cause = Some(error);
     while let Some(e) = cause {
-        // One line: some causes carry a multi-line body (an S3 XML error document).
-        let text = e
-            .to_string()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        // The error itself may be a list (every problem of a job file); its causes go on one
+        // line, as some carry a multi-line body (an S3 XML error document).
+        let text = if line.is_empty() {
+            e.to_string()
+        } else {
+            e.to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         if !line.contains(text.as_str()) {
             if !line.is_empty() {
                 line.push_str(": ");
@@ -91,6 +95,15 @@ mod tests {
         assert_eq!(
             cause_chain(error.as_ref()),
             "job q: lock: 404 Not Found: <Error> <Code>NoSuchBucket</Code> </Error>"
+        );
+    }
+
+    #[test]
+    fn the_error_itself_keeps_its_lines() {
+        let error = anyhow::anyhow!("job.toml: invalid job file:\n  - a\n  - b");
+        assert_eq!(
+            cause_chain(error.as_ref()),
+            "job.toml: invalid job file:\n  - a\n  - b"
         );
     }
 
