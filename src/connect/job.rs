@@ -666,6 +666,7 @@ impl<'a> ConnectJob<'a> {
                     if written {
                         self.lake.put(&key, bytes).await?;
                     }
+                    tracing::info!(table, partition = %key, rows = row_count, bytes = size, written, "partition");
                     Ok::<_, RunError>(Some(PartitionOutcome {
                         dt: layout::day_string(day),
                         rows: row_count,

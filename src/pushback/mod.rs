@@ -352,10 +352,17 @@ impl<'a> PushbackJob<'a> {
             return Ok(Vec::new());
         }
         if rows.len() < self.spec.bulk_threshold {
-            return Ok(self
+            let results = self
                 .client
                 .upsert_collections(object, external_id, records, rows)
-                .await?);
+                .await?;
+            tracing::info!(
+                object,
+                records = rows.len(),
+                failed = failures(&results),
+                "upserted with sObject Collections"
+            );
+            return Ok(results);
         }
         let subset = Records {
             fields: records.fields.clone(),
@@ -365,11 +372,17 @@ impl<'a> PushbackJob<'a> {
         for job in ingest::split_jobs(&subset, ingest::INGEST_JOB_BYTES) {
             let original: Vec<usize> = job.iter().map(|&i| rows[i]).collect();
             report.bulk_jobs += 1;
-            results.extend(
-                self.client
-                    .upsert_bulk_job(object, external_id, records, &original)
-                    .await?,
+            let job_results = self
+                .client
+                .upsert_bulk_job(object, external_id, records, &original)
+                .await?;
+            tracing::info!(
+                object,
+                records = original.len(),
+                failed = failures(&job_results),
+                "Bulk API 2.0 ingest job done"
             );
+            results.extend(job_results);
         }
         Ok(results)
     }
@@ -420,4 +433,9 @@ impl<'a> PushbackJob<'a> {
         .await?;
         Ok(())
     }
+}
+
+/// Records of `results` that did not land (for the per-call log events).
+fn failures(results: &[RecordResult]) -> usize {
+    results.iter().filter(|r| r.error.is_some()).count()
 }

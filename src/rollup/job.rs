@@ -227,12 +227,17 @@ impl<'a> RollupJob<'a> {
             bytes_written: 0,
         };
         for (target, encoded) in encoded.partitions {
-            if self.lake.get(&target).await?.as_deref() == Some(encoded.as_slice()) {
-                outcome.unchanged += 1;
-            } else {
-                outcome.bytes_written += encoded.len();
+            let bytes = encoded.len();
+            let written = self.lake.get(&target).await?.as_deref() != Some(encoded.as_slice());
+            if written {
                 self.lake.put(&target, Bytes::from(encoded)).await?;
+            }
+            tracing::info!(source = %key, partition = %target, bytes, written, "partition");
+            if written {
+                outcome.bytes_written += bytes;
                 outcome.written.push(target);
+            } else {
+                outcome.unchanged += 1;
             }
         }
         Ok(Some(outcome))
