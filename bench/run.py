@@ -53,7 +53,9 @@ def generate(work: pathlib.Path, rows: int) -> dict[str, pathlib.Path]:
 
 def summary(path: pathlib.Path, table_name: str = TABLE) -> dict:
     """What must agree between tools: rows, column names/types, nulls and sums per column."""
-    table = ds.dataset(path / table_name, format="parquet", partitioning="hive").to_table()
+    # The partition value is in the path; polars 2 also writes it into each file (as
+    # large_string), so read the files' own columns and leave the partition key out.
+    table = ds.dataset(path / table_name, format="parquet", partitioning=None).to_table()
 
     table = table.drop_columns([c for c in ("dt", "snapshot_date") if c in table.column_names])
     numeric = [f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
