@@ -6,6 +6,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY schemas ./schemas
+# `cxlake init` embeds the production job files as its templates.
+COPY jobs ./jobs
 RUN cargo build --profile dist --locked && strip target/dist/cxlake
 
 FROM gcr.io/distroless/cc-debian12:nonroot

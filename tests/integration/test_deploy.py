@@ -109,3 +109,18 @@ def test_image_is_distroless_with_cxlake_as_entrypoint(line):
     final_stage = dockerfile.split("\nFROM ")[-1]
     assert line.replace("FROM ", "") in final_stage or line in dockerfile
     assert not any(tool in final_stage.split("\n")[0] for tool in ("rust", "cargo", "gcc"))
+
+
+def test_build_stage_copies_every_folder_the_binary_embeds():
+    # include_str!/include_bytes! read files at compile time: the image's build stage must hold them.
+    import re
+
+    build_stage = re.split(r"^FROM ", (REPO / "Dockerfile").read_text(), flags=re.M)[1]
+    copied = set(re.findall(r"^COPY (?:--\S+ )*(\S+)", build_stage, re.M))
+    embedded = set()
+    for source in (REPO / "src").rglob("*.rs"):
+        for included in re.findall(r'include_(?:str|bytes)!\("([^"]+)"\)', source.read_text()):
+            top = (source.parent / included).resolve().relative_to(REPO).parts[0]
+            embedded.add(top)
+    assert embedded >= {"schemas", "jobs"}, embedded
+    assert embedded <= copied, f"not copied into the build stage: {embedded - copied}"
