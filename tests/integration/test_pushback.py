@@ -7,20 +7,22 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 
 import duckdb
 import pytest
 
-from conftest import DEMO_CREDENTIALS, connect_job, write_job
+from conftest import DEMO_CREDENTIALS, connect_job, start_emulator, write_job
 from fixtures import queue_report
 
 OBJECT = "amazonconnect__AC_HistoricalQueueMetrics__c"
 NS = "amazonconnect__"
 
 
-def pushback_job(directory, emulator_url, *, key="lambda", bulk_threshold=1000, region=None, file="pushback.toml"):
+def pushback_job(directory, emulator_url, *, key="lambda", bulk_threshold=1000, region=None, file="pushback.toml",
+                 credentials=DEMO_CREDENTIALS):
     creds = directory / "sf-credentials.json"
-    creds.write_text(json.dumps(DEMO_CREDENTIALS))
+    creds.write_text(json.dumps(credentials))
     pushback = {"report": "queue", "namespace": "amazonconnect", "key": key, "bulk_threshold": bulk_threshold}
     if region:
         pushback["region"] = region
@@ -136,3 +138,22 @@ def test_instance_keys_never_collide_across_instances(emulator, cx, tmp_path, la
     assert result.code == 0, result
     keys = set(org_records(emulator))
     assert "demo|Sales|2024-03-10T16:00:00.000Z" in keys and len(keys) == 4
+
+
+def test_pushback_logs_and_files_hold_no_secret(cx, tmp_path, lake):
+    secret = "cs-" + uuid.uuid4().hex
+    emulator = start_emulator(tmp_path, "--client-secret", secret)
+    try:
+        job = pushback_job(tmp_path, emulator.url, credentials={**DEMO_CREDENTIALS, "ConsumerSecret": secret})
+        result = cx("run", job, env={"CXLAKE_LOG": "debug"})
+        assert result.code == 0, result
+        assert len(org_records(emulator)) == 4
+        refused = pushback_job(tmp_path, emulator.url, file="refused.toml",
+                               credentials={**DEMO_CREDENTIALS, "ConsumerSecret": "wrong-" + secret})
+        bad = cx("run", refused, env={"CXLAKE_LOG": "debug"})
+        assert bad.code == 1 and "invalid_client" in bad.stderr, bad
+        written = "".join(p.read_text(errors="replace") for p in lake.rglob("*") if p.is_file() and p.suffix != ".parquet")
+        for text in (result.output, bad.output, written):
+            assert secret not in text
+    finally:
+        emulator.stop()
