@@ -356,12 +356,7 @@ impl<'a> PushbackJob<'a> {
                 .client
                 .upsert_collections(object, external_id, records, rows)
                 .await?;
-            tracing::info!(
-                object,
-                records = rows.len(),
-                failed = failures(&results),
-                "upserted with sObject Collections"
-            );
+            log_upserted(object, "sObject Collections", &results);
             return Ok(results);
         }
         let subset = Records {
@@ -376,12 +371,7 @@ impl<'a> PushbackJob<'a> {
                 .client
                 .upsert_bulk_job(object, external_id, records, &original)
                 .await?;
-            tracing::info!(
-                object,
-                records = original.len(),
-                failed = failures(&job_results),
-                "Bulk API 2.0 ingest job done"
-            );
+            log_upserted(object, "Bulk API 2.0 ingest job", &job_results);
             results.extend(job_results);
         }
         Ok(results)
@@ -435,7 +425,14 @@ impl<'a> PushbackJob<'a> {
     }
 }
 
-/// Records of `results` that did not land (for the per-call log events).
-fn failures(results: &[RecordResult]) -> usize {
-    results.iter().filter(|r| r.error.is_some()).count()
+/// One log event per Collections batch or Bulk ingest job: records sent, records that failed.
+fn log_upserted(object: &str, via: &str, results: &[RecordResult]) {
+    let failed = results.iter().filter(|r| r.error.is_some()).count();
+    tracing::info!(
+        object,
+        via,
+        records = results.len(),
+        failed,
+        "records upserted"
+    );
 }
