@@ -558,8 +558,9 @@ async fn run_pushback(
         print_day_plan(&job.name, &plan, &pushback.object());
         return Ok((exit::OK, RunMetrics::default()));
     }
+    let bar = cxlake::observe::progress::bar("days read");
     let report = pushback
-        .run(&plan)
+        .run(&plan, bar.as_ref())
         .await
         .with_context(|| format!("job {}", job.name))?;
     tracing::info!(

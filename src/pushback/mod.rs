@@ -140,8 +140,12 @@ impl<'a> PushbackJob<'a> {
         Ok(changed_days(&self.lake, table, watermark, window, self.job.timezone).await?)
     }
 
-    /// Pushes the planned partitions.
-    pub async fn run(&self, plan: &[DayFile]) -> Result<PushbackReport, PushbackError> {
+    /// Pushes the planned partitions; `progress` counts the interval days read.
+    pub async fn run(
+        &self,
+        plan: &[DayFile],
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<PushbackReport, PushbackError> {
         let started = Instant::now();
         let schema = ReportSchema::get(self.spec.report);
         let object = self.object();
@@ -200,7 +204,13 @@ impl<'a> PushbackJob<'a> {
         // Later partitions (and later rows) win when two rows share a key.
         let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
         let mut newest: Option<DateTime<Utc>> = None;
+        if let Some(bar) = progress {
+            bar.set_length(plan.len() as u64);
+        }
         for file in plan {
+            if let Some(bar) = progress {
+                bar.inc(1);
+            }
             let Some(bytes) = self.lake.get(&file.key).await? else {
                 continue;
             };
@@ -223,6 +233,9 @@ impl<'a> PushbackJob<'a> {
             newest = newest.max(Some(file.modified));
         }
         report.records = records.rows.len();
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
 
         let all: Vec<usize> = (0..records.rows.len()).collect();
         let mut results = self
