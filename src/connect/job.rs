@@ -318,17 +318,15 @@ impl<'a> ConnectJob<'a> {
         if let Some(bar) = &self.progress {
             bar.set_length(plan.files.len() as u64);
         }
-        let rows_so_far = std::sync::atomic::AtomicUsize::new(0);
+        let mut rows_so_far = 0usize;
         let results: Vec<FileOutcome> = futures::stream::iter(plan.files.iter().cloned())
             .map(|key| self.load_file(key, &compactor))
             .buffer_unordered(self.files_in_flight)
             .inspect_ok(|outcome| {
                 if let Some(bar) = &self.progress {
                     if let FileOutcome::Loaded { rows, .. } = outcome {
-                        let total = rows_so_far
-                            .fetch_add(*rows, std::sync::atomic::Ordering::Relaxed)
-                            + rows;
-                        bar.set_message(format!("{total} rows"));
+                        rows_so_far += rows;
+                        bar.set_message(format!("{rows_so_far} rows"));
                     }
                     bar.inc(1);
                 }
