@@ -55,7 +55,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run jobs. Without --from/--to, reads inputs newer than the job's watermark (all on the first run).
+    /// Run jobs. Without --from/--to, reads what is new or changed since the last run (all on the first run).
     Run {
         /// Job files.
         #[arg(required = true)]
@@ -370,6 +370,7 @@ fn describe(job: &Job) -> String {
             lines.push(format!("  source.url = {:?}", source.url));
             lines.push(format!("  source.report = {:?}", source.report.name()));
             lines.push(format!("  source.instance = {:?}", source.instance));
+            lines.push(format!("  source.lookback_days = {}", source.lookback_days));
         }
         JobKind::SalesforceExport(spec) => {
             let sf = &spec.salesforce;
@@ -731,6 +732,7 @@ async fn run_export(
         job = %job.name,
         objects = report.objects.len(),
         failed = report.failed.len(),
+        rejected = report.rejected.len(),
         rows,
         seconds = report.seconds,
         salesforce_token_calls = report.calls.0,
@@ -776,21 +778,26 @@ async fn run_export(
         report.lake_requests.0,
         report.lake_requests.1
     );
+    for (object, error) in &report.rejected {
+        eprintln!("rejected: {}: {object}: {error}", job.name);
+    }
     for (object, error) in &report.failed {
         eprintln!("error: {}: {object}: {error}", job.name);
     }
-    let code = if report.failed.is_empty() {
-        exit::OK
-    } else {
+    let code = if !report.failed.is_empty() {
         exit::FAILURE
+    } else if !report.rejected.is_empty() {
+        exit::PARTIAL
+    } else {
+        exit::OK
     };
     Ok((
         code,
         RunMetrics {
-            inputs: (report.objects.len() + report.failed.len()) as u64,
+            inputs: (report.objects.len() + report.failed.len() + report.rejected.len()) as u64,
             rows,
             bytes: report.objects.iter().map(|o| o.history_bytes).sum(),
-            rejects: report.failed.len() as u64,
+            rejects: (report.failed.len() + report.rejected.len()) as u64,
             api_calls: report.calls.1,
             outputs: report
                 .objects
@@ -859,15 +866,33 @@ async fn run_connect(
                 .lake()
                 .url_of(&cxlake::lake::layout::table_prefix(&connect.table().table)),
             plan.files.len(),
-            plan.after_watermark
-                .map(|w| format!(" newer than the watermark {w}"))
+            plan.lookback_from
+                .map(|from| format!(" not read yet or changed, named after {from} (lookback {} days before the watermark)", source.lookback_days))
                 .unwrap_or_default()
         );
         for key in &plan.files {
-            println!("  {}  ->  dt={}", key.relative, connect.expected_dt(key));
+            let changed = if plan.changed.contains(&key.relative) {
+                "  (changed since it was read)"
+            } else {
+                ""
+            };
+            println!(
+                "  {}  ->  dt={}{changed}",
+                key.relative,
+                connect.expected_dt(key)
+            );
+        }
+        for key in &plan.future {
+            println!(
+                "  {}  (rejected: the name's time is in the future)",
+                key.relative
+            );
         }
         for other in &plan.skipped {
             println!("  {other}  (skipped: not a report file name)");
+        }
+        for entry in &plan.unreadable {
+            println!("  {}  (skipped: {})", entry.entry, entry.reason);
         }
         println!("dry run: nothing written (partitions shown are expected from file names; the rows decide)");
         return Ok((exit::OK, RunMetrics::default()));
@@ -880,7 +905,7 @@ async fn run_connect(
         .await
         .with_context(|| format!("job {}", job.name))?;
     print_summary(job, &connect, &report);
-    let code = if report.rejected.is_empty() {
+    let code = if report.rejected.is_empty() && report.unreadable.is_empty() {
         exit::OK
     } else {
         exit::PARTIAL
@@ -895,7 +920,7 @@ async fn run_connect(
                 .filter(|p| p.written)
                 .map(|p| p.bytes as u64)
                 .sum(),
-            rejects: report.rejected.len() as u64,
+            rejects: (report.rejected.len() + report.unreadable.len()) as u64,
             inputs: report.files as u64,
             ..RunMetrics::default()
         },
@@ -913,6 +938,9 @@ fn print_summary(job: &Job, connect: &ConnectJob<'_>, report: &RunReport) {
             "file rejected"
         );
     }
+    for entry in &report.unreadable {
+        tracing::warn!(job = %job.name, entry = %entry.entry, reason = %entry.reason, "source entry skipped: it cannot be read or named");
+    }
     let written = report.partitions.iter().filter(|p| p.written).count();
     let bytes: usize = report
         .partitions
@@ -929,6 +957,7 @@ fn print_summary(job: &Job, connect: &ConnectJob<'_>, report: &RunReport) {
         partitions_written = written,
         bytes_written = bytes,
         rejected = report.rejected.len(),
+        unreadable = report.unreadable.len(),
         added_columns = ?report.added_columns,
         catalog = ?report.catalog,
         seconds = report.seconds,
@@ -965,6 +994,14 @@ fn print_summary(job: &Job, connect: &ConnectJob<'_>, report: &RunReport) {
         println!(
             "  rejected {}: {at}{}",
             r.reason.source_key, r.reason.reason
+        );
+    }
+    for entry in &report.unreadable {
+        println!(
+            "  skipped {}{}: {}",
+            connect.source_url(),
+            entry.entry,
+            entry.reason
         );
     }
 }

@@ -22,8 +22,9 @@ use crate::job::{ConnectSource, Job};
 use crate::lake::buffer::{concat_aligned, Evicted, Part, PartitionBuffers, PartitionRows};
 use crate::lake::merge::{latest_per_key, without_sources, RowKey};
 use crate::lake::parquet::{self, ParquetError};
+use crate::lake::store::Unreadable;
 use crate::lake::{layout, Access, Location, StoreError};
-use crate::state::{self, JobState, RejectReason, StateError, TableMeta};
+use crate::state::{self, JobState, RejectReason, SeenObject, StateError, TableMeta};
 use crate::window::Window;
 
 /// How long one report file covers; the name's time is the end of it.
@@ -117,13 +118,25 @@ impl Compactor {
 pub struct Plan {
     /// Selected report files, oldest export first.
     pub files: Vec<ReportKey>,
+    /// Of those, the ones read before whose ETag or size changed since (re-exports).
+    pub changed: BTreeSet<String>,
+    /// Report names whose time is after now + one interval: rejected, never loaded, and they
+    /// never move the watermark (a name cannot be trusted that far).
+    pub future: Vec<ReportKey>,
     /// Objects under the source that are not report files.
     pub skipped: Vec<String>,
-    /// The watermark files were selected after (runs without a window).
-    pub after_watermark: Option<DateTime<Utc>>,
-    /// The job's state when the plan was made.
+    /// Directory entries that cannot be read or named (skipped, reported once).
+    pub unreadable: Vec<Unreadable>,
+    /// Runs without a window: report names after this time were considered (the watermark
+    /// minus the lookback); `None` on the first run, which reads everything.
+    pub lookback_from: Option<DateTime<Utc>>,
+    /// The job's state when the plan was made (a watermark in the future already dropped).
     pub state: JobState,
-    /// Leave the watermark where it is (a shard of a backfill: several shards run at once).
+    /// The state on record differs from `state` and is rewritten even if no file is read.
+    pub state_repaired: bool,
+    /// How each selected file was listed (recorded in the state once it is processed).
+    pub listed: BTreeMap<String, SeenObject>,
+    /// Leave the state where it is (a shard of a backfill: several shards run at once).
     pub hold_watermark: bool,
 }
 
@@ -145,6 +158,8 @@ pub struct PartitionOutcome {
 pub struct Rejected {
     /// The input's file name.
     pub file_name: String,
+    /// Its key relative to the source root (names its copy under `_etl/rejects/<job>/`).
+    pub relative: String,
     /// Why.
     pub reason: RejectReason,
 }
@@ -160,6 +175,8 @@ pub struct RunReport {
     pub partitions: Vec<PartitionOutcome>,
     /// Rejected files.
     pub rejected: Vec<Rejected>,
+    /// Directory entries of the source that cannot be read or named (skipped).
+    pub unreadable: Vec<Unreadable>,
     /// Columns added for unknown headers.
     pub added_columns: Vec<String>,
     /// Catalog outcome, when a catalog is configured.
@@ -250,51 +267,124 @@ impl<'a> ConnectJob<'a> {
         &self.lake
     }
 
-    /// Lists the source and selects the files of `window`, or those newer than the watermark.
+    /// The source's URL, ending in `/`.
+    pub fn source_url(&self) -> &str {
+        self.source.url()
+    }
+
+    /// Lists the source and selects the files of `window`; without a window, every report in
+    /// the lookback window before the watermark that was not processed yet or changed since.
     pub async fn plan(&self, window: Window) -> Result<Plan, RunError> {
-        let job_state = state::load_job_state(&self.lake, &self.job.name).await?;
-        let watermark = job_state.watermark.filter(|_| window.is_open());
-        let mut files = Vec::new();
-        let mut skipped = Vec::new();
-        for object in self.source.list("").await? {
-            match ReportKey::parse(&object.relative) {
-                Some(key) => {
-                    // The file covers [t - 30 min, t): select it when that overlaps the window.
-                    let covered_start = key.exported_at - REPORT_SPAN;
-                    let selected = match watermark {
-                        Some(mark) => key.exported_at > mark,
-                        None => {
-                            window.start.is_none_or(|s| key.exported_at > s)
-                                && window.end.is_none_or(|e| covered_start < e)
-                        }
-                    };
-                    if selected {
-                        files.push(key);
-                    }
+        let mut job_state = state::load_job_state(&self.lake, &self.job.name).await?;
+        let now = Utc::now();
+        let latest_plausible = now + REPORT_SPAN;
+        let mut state_repaired = false;
+        if let Some(mark) = job_state.watermark.filter(|w| *w > latest_plausible) {
+            // Written by a version that trusted file names: a name in the future would
+            // otherwise hide every real file until then. Read everything once instead.
+            tracing::warn!(job = %self.job.name, watermark = %mark, "the stored watermark is in the future (a file name set it); it is dropped and the source is read again");
+            job_state.watermark = None;
+            job_state.seen.clear();
+            state_repaired = true;
+        }
+        let lookback = Duration::days(i64::from(self.source_settings.lookback_days));
+        let lookback_from = job_state
+            .watermark
+            .filter(|_| window.is_open())
+            .map(|mark| mark - lookback);
+        // Names at or before this time are not selected: the listing may jump over them for
+        // every schedule the state knows (on S3 this saves the pages of older history).
+        let not_before = if window.is_open() {
+            lookback_from
+        } else {
+            window.start
+        };
+        let skip: Vec<(String, String)> = match not_before {
+            None => Vec::new(),
+            Some(until) => {
+                let ranges: BTreeSet<(String, String)> = job_state
+                    .seen
+                    .keys()
+                    .filter_map(|k| ReportKey::parse(k)?.older_names(until))
+                    .collect();
+                // A range holding another schedule's names would hide them: keep the inner one.
+                ranges
+                    .iter()
+                    .filter(|(from, to)| {
+                        !ranges
+                            .iter()
+                            .any(|(other, _)| other != from && from < other && other <= to)
+                    })
+                    .cloned()
+                    .collect()
+            }
+        };
+        let listing = self.source.list_source(&skip).await?;
+        let mut plan = Plan {
+            files: Vec::new(),
+            changed: BTreeSet::new(),
+            future: Vec::new(),
+            skipped: Vec::new(),
+            unreadable: listing.unreadable,
+            lookback_from,
+            state: JobState::default(),
+            state_repaired,
+            listed: BTreeMap::new(),
+            hold_watermark: false,
+        };
+        for object in listing.objects {
+            let Some(key) = ReportKey::parse(&object.relative) else {
+                plan.skipped.push(object.relative);
+                continue;
+            };
+            if key.exported_at > latest_plausible {
+                plan.future.push(key);
+                continue;
+            }
+            let version = SeenObject {
+                exported_at: key.exported_at,
+                size: object.size,
+                etag: object.e_tag,
+            };
+            let selected = if window.is_open() {
+                let previous = job_state.seen.get(&key.relative);
+                let changed =
+                    previous.is_some_and(|p| p.size != version.size || p.etag != version.etag);
+                let in_window = lookback_from.is_none_or(|from| key.exported_at > from);
+                if in_window && changed {
+                    plan.changed.insert(key.relative.clone());
                 }
-                None => skipped.push(object.relative),
+                in_window && (previous.is_none() || changed)
+            } else {
+                // The file covers [t - 30 min, t): select it when that overlaps the window.
+                let covered_start = key.exported_at - REPORT_SPAN;
+                window.start.is_none_or(|s| key.exported_at > s)
+                    && window.end.is_none_or(|e| covered_start < e)
+            };
+            if selected {
+                plan.listed.insert(key.relative.clone(), version);
+                plan.files.push(key);
             }
         }
-        files.sort();
-        Ok(Plan {
-            files,
-            skipped,
-            after_watermark: watermark,
-            hold_watermark: false,
-            state: job_state,
-        })
+        plan.files.sort();
+        plan.future.sort();
+        plan.state = job_state;
+        Ok(plan)
     }
 
     /// Keeps the files of shard `index` of `count`: those whose expected partition day, counted
     /// from 1970-01-01, is `index` modulo `count`. Shards write disjoint partitions and leave the
     /// watermark alone, so they can run at once.
     pub fn shard(&self, plan: &mut Plan, index: u32, count: u32) {
-        plan.files.retain(|key| {
+        let in_shard = |key: &ReportKey| {
             let day = chrono::NaiveDate::parse_from_str(&self.expected_dt(key), "%Y-%m-%d")
                 .map(layout::day_number)
                 .unwrap_or(0);
             day.rem_euclid(count as i32) == index as i32
-        });
+        };
+        plan.files.retain(in_shard);
+        // A future name is rejected by one shard only (its reject copy has one writer).
+        plan.future.retain(in_shard);
         plan.hold_watermark = true;
     }
 
@@ -341,8 +431,24 @@ impl<'a> ConnectJob<'a> {
 
         let mut report = RunReport {
             files: plan.files.len(),
+            unreadable: plan.unreadable.clone(),
             ..Default::default()
         };
+        for key in &plan.future {
+            report.rejected.push(Rejected {
+                file_name: key.file_name().to_string(),
+                relative: key.relative.clone(),
+                reason: RejectReason {
+                    source_key: self.source_key(key),
+                    line: None,
+                    column: None,
+                    reason: format!(
+                        "the time in the file name, {}, is more than one interval in the future; the file is not loaded and does not move the watermark",
+                        key.exported_at.format("%Y-%m-%dT%H:%M:%SZ")
+                    ),
+                },
+            });
+        }
         let mut new_columns = BTreeSet::new();
         let mut rejected_sources = Vec::new();
         for outcome in &results {
@@ -360,9 +466,7 @@ impl<'a> ConnectJob<'a> {
                 }
             }
         }
-        report
-            .rejected
-            .sort_by(|a, b| a.file_name.cmp(&b.file_name));
+        report.rejected.sort_by(|a, b| a.relative.cmp(&b.relative));
 
         let mut meta = state::load_table_meta(&self.lake, &self.schema.table).await?;
         for column in new_columns {
@@ -381,12 +485,8 @@ impl<'a> ConnectJob<'a> {
         drop(spill);
 
         for r in &report.rejected {
-            let content = self
-                .source
-                .get(self.relative_of(&r.reason.source_key))
-                .await?
-                .unwrap_or_default();
-            state::write_reject(&self.lake, &self.job.name, &r.file_name, content, &r.reason)
+            let content = self.source.get(&r.relative).await?.unwrap_or_default();
+            state::write_reject(&self.lake, &self.job.name, &r.relative, content, &r.reason)
                 .await?;
         }
         if !report.added_columns.is_empty() {
@@ -395,17 +495,10 @@ impl<'a> ConnectJob<'a> {
         if let Some(catalog) = &self.job.catalog {
             report.catalog = Some(self.sync_catalog(catalog, &table_schema).await?);
         }
-        // The watermark moves only after data and catalog are committed.
-        if let Some(newest) = plan
-            .files
-            .iter()
-            .map(|k| k.exported_at)
-            .max()
-            .filter(|_| !plan.hold_watermark)
-        {
-            let mut job_state = plan.state.clone();
-            if job_state.watermark.is_none_or(|w| newest > w) {
-                job_state.watermark = Some(newest);
+        // State moves only after data and catalog are committed: a failed run repeats its files.
+        if !plan.hold_watermark {
+            let job_state = self.next_state(plan);
+            if plan.state_repaired || job_state != plan.state {
                 state::save_job_state(&self.lake, &self.job.name, &job_state).await?;
             }
         }
@@ -413,6 +506,27 @@ impl<'a> ConnectJob<'a> {
         report.source_requests = self.source.requests().snapshot();
         report.lake_requests = self.lake.requests().snapshot();
         Ok(report)
+    }
+
+    /// The state after `plan` was processed: its files remembered (loaded or rejected alike, so
+    /// a bad file is reported once), the watermark at the newest name read, and objects older
+    /// than the lookback window forgotten.
+    fn next_state(&self, plan: &Plan) -> JobState {
+        let mut job_state = plan.state.clone();
+        for key in &plan.files {
+            if let Some(version) = plan.listed.get(&key.relative) {
+                job_state.seen.insert(key.relative.clone(), version.clone());
+            }
+        }
+        let newest = plan.files.iter().map(|k| k.exported_at).max();
+        if let Some(newest) = newest.filter(|n| job_state.watermark.is_none_or(|w| *n > w)) {
+            job_state.watermark = Some(newest);
+        }
+        if let Some(mark) = job_state.watermark {
+            let from = mark - Duration::days(i64::from(self.source_settings.lookback_days));
+            job_state.seen.retain(|_, seen| seen.exported_at > from);
+        }
+        job_state
     }
 
     /// Creates or updates the Glue table of this job.
@@ -447,12 +561,6 @@ impl<'a> ConnectJob<'a> {
         self.source.url_of(&key.relative)
     }
 
-    fn relative_of<'k>(&self, source_key: &'k str) -> &'k str {
-        source_key
-            .strip_prefix(self.source.url())
-            .unwrap_or(source_key)
-    }
-
     /// Reads one report file into the buffers; a bad file is rejected, never fatal.
     async fn load_file(
         &self,
@@ -463,6 +571,7 @@ impl<'a> ConnectJob<'a> {
         let reject = |line: Option<u64>, column: Option<String>, reason: String| {
             FileOutcome::Rejected(Rejected {
                 file_name: key.file_name().to_string(),
+                relative: key.relative.clone(),
                 reason: RejectReason {
                     source_key: source_key.to_string(),
                     line,

@@ -40,6 +40,27 @@ impl ReportKey {
     pub fn file_name(&self) -> &str {
         self.relative.rsplit('/').next().unwrap_or(&self.relative)
     }
+
+    /// The range of keys holding this schedule's reports named from 2000 up to `until`,
+    /// spelled as this key spells its time (`:` or `%3A`): a listing may jump over it.
+    /// Keys that start with the schedule name and such a time are all this range can hide.
+    pub fn older_names(&self, until: DateTime<Utc>) -> Option<(String, String)> {
+        let stem = self.relative.get(..self.relative.len() - ".csv".len())?;
+        // The stamp holds two '-'; the schedule name ends at the third from the end.
+        let name_end = stem.rmatch_indices('-').nth(2)?.0 + 1;
+        let (prefix, stamp) = stem.split_at(name_end);
+        let colon = ["%3A", "%3a"]
+            .into_iter()
+            .find(|c| stamp.contains(c))
+            .unwrap_or(":");
+        let until = until.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        (until.as_str() > "2000").then(|| {
+            (
+                format!("{prefix}2000"),
+                format!("{prefix}{}", until.replace(':', colon)),
+            )
+        })
+    }
 }
 
 #[cfg(test)]
@@ -71,6 +92,30 @@ mod tests {
             key.exported_at,
             Utc.with_ymd_and_hms(2018, 11, 21, 17, 0, 0).unwrap()
         );
+    }
+
+    #[test]
+    fn older_names_are_a_key_range_in_the_key_spelling() {
+        let until = Utc.with_ymd_and_hms(2024, 3, 8, 10, 0, 0).unwrap();
+        let key = ReportKey::parse("sub/My-Queue-2024-03-10T00:30:00Z.csv").unwrap();
+        assert_eq!(
+            key.older_names(until),
+            Some((
+                "sub/My-Queue-2000".to_string(),
+                "sub/My-Queue-2024-03-08T10:00:00Z".to_string()
+            ))
+        );
+        let encoded = ReportKey::parse("Q-2024-03-10T00%3A30%3A00Z.csv").unwrap();
+        assert_eq!(
+            encoded.older_names(until).unwrap().1,
+            "Q-2024-03-08T10%3A00%3A00Z"
+        );
+        // An old key sorts inside, a newer one and another schedule's ("Q-1-…") outside.
+        let (from, to) = key.older_names(until).unwrap();
+        let inside = |k: &str| from.as_str() <= k && k <= to.as_str();
+        assert!(inside("sub/My-Queue-2024-03-07T23:30:00Z.csv"));
+        assert!(!inside("sub/My-Queue-2024-03-08T10:30:00Z.csv"));
+        assert!(!inside("sub/My-Queue-1-2024-03-01T00:00:00Z.csv"));
     }
 
     #[test]

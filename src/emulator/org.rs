@@ -53,6 +53,30 @@ pub struct Faults {
     pub slow_job_polls: u32,
     /// Ingest rows whose `field` equals `value` fail with `error`.
     pub fail_ingest_rows_matching: Option<RowFault>,
+    /// One query result page (REST or Bulk) of an object is served damaged, once.
+    pub corrupt_page: Option<PageFault>,
+}
+
+/// A damaged result page: the `page`-th page served for `object` from now on.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageFault {
+    /// Object API name.
+    pub object: String,
+    /// Which page, counted from 1 over the pages served for the object after the fault is set.
+    #[serde(default = "first_page")]
+    pub page: u32,
+    /// `truncate` (the body cut in half), `wide_row` (Bulk: an extra cell in the first row;
+    /// REST: the first record lacks `field`), or `bad_value` (the first row's `field` holds
+    /// text that fits no number, date or boolean).
+    pub kind: String,
+    /// The field `wide_row` (REST) and `bad_value` act on.
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+fn first_page() -> u32 {
+    1
 }
 
 /// An ingest row failure rule.
@@ -123,7 +147,7 @@ pub struct Org {
     /// Valid refresh tokens.
     pub refresh_tokens: HashSet<String>,
     /// REST query cursors: rendered records and position.
-    pub cursors: HashMap<String, (Vec<String>, usize, String)>,
+    pub cursors: HashMap<String, (Vec<String>, usize, String, String)>,
     /// Bulk jobs.
     pub jobs: HashMap<String, Job>,
     /// Faults.

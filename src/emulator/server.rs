@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::model::{stamp, ObjectDef};
-use super::org::{ApiError, Faults, Job, Org, Record, Selected};
+use super::org::{ApiError, Faults, Job, Org, PageFault, Record, Selected};
 use super::wire;
 use super::OrgCredentials;
 
@@ -514,13 +514,97 @@ fn rest_record(
     format!("{{{}}}", parts.join(","))
 }
 
-fn page_response(total: usize, records: &[String], next: Option<String>) -> Response {
+fn page_response(
+    org: &mut Org,
+    object: &str,
+    total: usize,
+    records: &[String],
+    next: Option<String>,
+) -> Response {
     let mut body = format!("{{\"totalSize\":{total},\"done\":{}", next.is_none());
     if let Some(n) = next {
         body.push_str(&format!(",\"nextRecordsUrl\":\"{n}\""));
     }
     body.push_str(&format!(",\"records\":[{}]}}", records.join(",")));
+    let body = corrupt_page(org, object, body.into_bytes(), false);
     respond(200, "application/json;charset=UTF-8", body)
+}
+
+/// Serves the page damaged when a `corrupt_page` fault picks it (then the fault is spent).
+fn corrupt_page(org: &mut Org, object: &str, body: Vec<u8>, csv: bool) -> Vec<u8> {
+    let Some(fault) = org.faults.corrupt_page.as_mut() else {
+        return body;
+    };
+    if !fault.object.eq_ignore_ascii_case(object) {
+        return body;
+    }
+    if fault.page > 1 {
+        fault.page -= 1;
+        return body;
+    }
+    let fault = org.faults.corrupt_page.take().expect("checked above");
+    let damaged = if csv {
+        damage_csv(&fault, &body)
+    } else {
+        damage_json(&fault, &body)
+    };
+    damaged.unwrap_or(body)
+}
+
+/// What a damaged cell holds: text no number, date, datetime or boolean parser accepts.
+const BAD_VALUE: &str = "not-a-value";
+
+fn damage_json(fault: &PageFault, body: &[u8]) -> Option<Vec<u8>> {
+    if fault.kind == "truncate" {
+        return Some(body[..body.len() / 2].to_vec());
+    }
+    let mut page: Value = serde_json::from_slice(body).ok()?;
+    let field = fault.field.as_deref()?;
+    let first = page.get_mut("records")?.get_mut(0)?.as_object_mut()?;
+    match fault.kind.as_str() {
+        "wide_row" => {
+            first.remove(field);
+        }
+        "bad_value" => {
+            first.insert(field.to_string(), Value::from(BAD_VALUE));
+        }
+        _ => return None,
+    }
+    serde_json::to_vec(&page).ok()
+}
+
+fn damage_csv(fault: &PageFault, body: &[u8]) -> Option<Vec<u8>> {
+    if fault.kind == "truncate" {
+        return Some(body[..body.len() / 2].to_vec());
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(body);
+    let mut rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.map(|r| r.iter().map(str::to_string).collect()))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    match fault.kind.as_str() {
+        "wide_row" => rows.get_mut(1)?.push("extra".into()),
+        "bad_value" => {
+            let field = fault.field.as_deref()?;
+            let at = rows
+                .first()?
+                .iter()
+                .position(|h| h.eq_ignore_ascii_case(field))?;
+            *rows.get_mut(1)?.get_mut(at)? = BAD_VALUE.into();
+        }
+        _ => return None,
+    }
+    let mut writer = csv::WriterBuilder::new()
+        .flexible(true)
+        .quote_style(csv::QuoteStyle::Always)
+        .from_writer(Vec::new());
+    for row in &rows {
+        writer.write_record(row).ok()?;
+    }
+    writer.into_inner().ok()
 }
 
 fn rest_query(
@@ -548,16 +632,21 @@ fn rest_query(
         .unwrap_or(2000)
         .clamp(200, 2000);
     let total = rendered.len();
+    let name = object.name.clone();
     if total <= batch {
-        return Ok(page_response(total, &rendered, None));
+        return Ok(page_response(&mut org, &name, total, &rendered, None));
     }
     org.counter += 1;
     let cursor = format!("01gcx{:013}", org.counter);
     let first = rendered[..batch].to_vec();
     let resource = if all { "queryAll" } else { "query" };
-    org.cursors
-        .insert(cursor.clone(), (rendered, batch, resource.to_string()));
+    org.cursors.insert(
+        cursor.clone(),
+        (rendered, batch, resource.to_string(), name.clone()),
+    );
     Ok(page_response(
+        &mut org,
+        &name,
         total,
         &first,
         Some(format!(
@@ -575,7 +664,7 @@ fn query_more(state: &AppState, cursor: &str, version: &str) -> Handled {
     let offset: usize = offset
         .parse()
         .map_err(|_| ApiError::new(400, "INVALID_QUERY_LOCATOR", "invalid query locator"))?;
-    let (rendered, batch, resource) = org
+    let (rendered, batch, resource, object) = org
         .cursors
         .get(id)
         .cloned()
@@ -584,6 +673,8 @@ fn query_more(state: &AppState, cursor: &str, version: &str) -> Handled {
     let next =
         (end < rendered.len()).then(|| format!("/services/data/v{version}/{resource}/{id}-{end}"));
     Ok(page_response(
+        &mut org,
+        &object,
         rendered.len(),
         &rendered[offset.min(end)..end],
         next,
@@ -938,6 +1029,15 @@ async fn query_results(
                     body.push(b'\n');
                 }
             }
+            let body = {
+                let mut org = state.org.lock().expect("lock");
+                let object = org
+                    .jobs
+                    .get(id)
+                    .map(|j| j.object.clone())
+                    .unwrap_or_default();
+                corrupt_page(&mut org, &object, body, true)
+            };
             results_response(body, count as u64, next, gzip)
         }
     }
@@ -1201,6 +1301,7 @@ struct FaultsView {
     fail_next_query_job: Option<String>,
     slow_job_polls: u32,
     fail_ingest_rows_matching: Option<Value>,
+    corrupt_page: Option<PageFault>,
 }
 
 impl From<&Faults> for FaultsView {
@@ -1216,6 +1317,7 @@ impl From<&Faults> for FaultsView {
                 .fail_ingest_rows_matching
                 .as_ref()
                 .map(|r| json!({ "field": r.field, "value": r.value, "error": r.error })),
+            corrupt_page: f.corrupt_page.clone(),
         }
     }
 }

@@ -74,9 +74,38 @@ pub enum ExportError {
         /// Received.
         got: u64,
     },
+    /// A result page is not a whole, well-formed page (a REST page that is not complete JSON).
+    #[error("{page}: {reason}; nothing was written")]
+    BadPage {
+        /// Object and page, e.g. `Account REST page 2`.
+        page: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The window does not apply to this mode.
     #[error("{0}")]
     Usage(String),
+}
+
+impl ExportError {
+    /// Whether the object's data was refused (a bad page, a row or value that does not fit, a
+    /// count that does not add up) rather than a call failing: the run is partial (exit 3).
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            ExportError::Salesforce(SalesforceError::Normalize(_))
+                | ExportError::Count { .. }
+                | ExportError::BadPage { .. }
+        )
+    }
+}
+
+/// A REST page whose body is not the documented JSON is that page's fault, named as such.
+fn page_error(page: String) -> impl FnOnce(SalesforceError) -> ExportError {
+    move |error| match error {
+        SalesforceError::Protocol(reason) => ExportError::BadPage { page, reason },
+        other => other.into(),
+    }
 }
 
 /// Which API served an object.
@@ -136,6 +165,9 @@ pub struct ExportReport {
     pub objects: Vec<ObjectReport>,
     /// Objects that failed, with the error (others still ran).
     pub failed: Vec<(String, String)>,
+    /// Objects whose data was refused (bad page, row or value), with the reason: nothing of
+    /// them was written and their watermark did not move.
+    pub rejected: Vec<(String, String)>,
     /// Salesforce calls: (token, api, retries, relogins).
     pub calls: (u64, u64, u64, u64),
     /// Lake requests: (get, put, list pages).
@@ -442,6 +474,12 @@ impl<'a> ExportJob<'a> {
                     );
                     report.objects.push(r);
                 }
+                Err(e) if e.is_rejection() => {
+                    tracing::warn!(job = %self.job.name, object = %spec.name, error = %e, "object rejected: nothing written, its watermark did not move");
+                    report
+                        .rejected
+                        .push((spec.name.clone(), crate::observe::cause_chain(&e)));
+                }
                 Err(e) => {
                     tracing::error!(job = %self.job.name, object = %spec.name, error = %e, "object failed; its watermark did not move");
                     report
@@ -650,7 +688,11 @@ impl<'a> ExportJob<'a> {
                     .await?,
             )),
             ApiChoice::Rest => {
-                let first = self.client.query(soql, all).await?;
+                let first = self
+                    .client
+                    .query(soql, all)
+                    .await
+                    .map_err(page_error(format!("{object} REST page 1")))?;
                 Ok((
                     Api::Rest,
                     self.stream_rest(object, first, columns, schema, out)
@@ -659,7 +701,11 @@ impl<'a> ExportJob<'a> {
             }
             ApiChoice::Auto => {
                 // The first REST page says how many records match (AppFlow's automatic rule).
-                let first = self.client.query(soql, all).await?;
+                let first = self
+                    .client
+                    .query(soql, all)
+                    .await
+                    .map_err(page_error(format!("{object} REST page 1")))?;
                 if first.total_size >= settings.bulk_threshold {
                     tracing::info!(
                         object,
@@ -711,8 +757,12 @@ impl<'a> ExportJob<'a> {
             self.push(batch, schema, &mut streamed, out).await?;
             match next {
                 Some(url) => {
-                    page = self.client.query_more(&url).await?;
                     number += 1;
+                    page = self
+                        .client
+                        .query_more(&url)
+                        .await
+                        .map_err(page_error(format!("{object} REST page {number}")))?;
                 }
                 None => break,
             }

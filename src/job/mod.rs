@@ -10,7 +10,7 @@ pub use model::{
     ApiChoice, CatalogSettings, ConnectSource, ExportMode, ExportSettings, Job, JobKind,
     LakeSettings, ObjectSpec, PushbackSpec, ReportKind, RollupSpec, SalesforceExport,
     SalesforcePushback, SalesforceSettings, DEFAULT_API_VERSION, DEFAULT_BULK_THRESHOLD,
-    DEFAULT_PAGE_SIZE, DEFAULT_PROJECTION_START,
+    DEFAULT_LOOKBACK_DAYS, DEFAULT_PAGE_SIZE, DEFAULT_PROJECTION_START,
 };
 
 use std::collections::BTreeMap;

@@ -172,7 +172,15 @@ pub struct ConnectSource {
     pub instance: String,
     /// AWS region of the source bucket, when it differs from the default.
     pub region: Option<String>,
+    /// Days before the watermark that a scheduled run lists again, loading every report it
+    /// has not processed or that changed since (late and re-exported files).
+    pub lookback_days: u32,
 }
+
+/// Scheduled runs re-list this many days before the watermark unless the job sets `lookback_days`.
+pub const DEFAULT_LOOKBACK_DAYS: u32 = 3;
+/// The longest lookback a job may set (the state remembers every object within it).
+pub const MAX_LOOKBACK_DAYS: i64 = 90;
 
 /// The two Connect interval reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -374,6 +382,7 @@ struct RawSource {
     report: Option<String>,
     instance: Option<String>,
     region: Option<String>,
+    lookback_days: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -570,11 +579,22 @@ impl RawSource {
             None => None,
         };
         let instance = required(&self.instance, "source.instance", problems);
+        let lookback_days = match self.lookback_days {
+            None => Some(DEFAULT_LOOKBACK_DAYS),
+            Some(days @ 1..=MAX_LOOKBACK_DAYS) => Some(days as u32),
+            Some(other) => {
+                problems.push(format!(
+                    "source.lookback_days: expected 1 to {MAX_LOOKBACK_DAYS} days, got {other}"
+                ));
+                None
+            }
+        };
         Some(ConnectSource {
             url: url?.to_string(),
             report: report?,
             instance: instance?.to_string(),
             region: self.region.clone(),
+            lookback_days: lookback_days?,
         })
     }
 }

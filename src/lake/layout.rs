@@ -53,9 +53,10 @@ pub fn table_meta_key(table: &str) -> String {
     format!("_etl/tables/{table}.json")
 }
 
-/// Where a rejected input file is copied.
-pub fn reject_key(job: &str, file_name: &str) -> String {
-    format!("_etl/rejects/{job}/{file_name}")
+/// Where a rejected input is copied: its path relative to the source root, so two rejected
+/// files of one name in different folders both keep their copy.
+pub fn reject_key(job: &str, relative: &str) -> String {
+    format!("_etl/rejects/{job}/{}", relative.trim_start_matches('/'))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
-use object_store::path::Path;
+use object_store::path::{Path, PathPart};
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::aws::SdkCredentials;
@@ -43,6 +43,27 @@ pub struct Listed {
     pub size: u64,
     /// Last modification time.
     pub modified: chrono::DateTime<chrono::Utc>,
+    /// The store's version tag: the S3 ETag, or inode-mtime-size of a local file.
+    pub e_tag: Option<String>,
+}
+
+/// A directory entry of a source that cannot be read or named (a symlink loop, a dangling or
+/// self-referencing link, a name that is not UTF-8, a folder without read permission).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The entry, relative to the root (non-UTF-8 bytes shown as `\u{FFFD}`).
+    pub entry: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// A source listing: the objects, and the entries that had to be skipped.
+#[derive(Debug, Clone, Default)]
+pub struct SourceListing {
+    /// Objects, sorted by key.
+    pub objects: Vec<Listed>,
+    /// Entries that cannot be read or named, each reported once.
+    pub unreadable: Vec<Unreadable>,
 }
 
 /// A folder of an object store.
@@ -52,6 +73,8 @@ pub struct Location {
     store: Arc<dyn ObjectStore>,
     root: Path,
     url: String,
+    /// The folder of a `file://` location (listed directly, so one bad entry skips only itself).
+    local_dir: Option<std::path::PathBuf>,
 }
 
 /// Requests made through a location, for run summaries and request budgets.
@@ -125,6 +148,7 @@ impl Location {
                     store: Arc::new(object_store::memory::InMemory::new()),
                     root: Path::default(),
                     url: with_slash(url),
+                    local_dir: None,
                 });
             }
             if !dir.is_dir() {
@@ -136,6 +160,7 @@ impl Location {
                 store: Arc::new(store),
                 root: Path::default(),
                 url: with_slash(url),
+                local_dir: Some(dir.to_path_buf()),
             });
         }
         let Some(rest) = url.strip_prefix("s3://") else {
@@ -159,8 +184,9 @@ impl Location {
         Ok(Location {
             counts: Default::default(),
             store: Arc::new(store),
-            root: Path::from(prefix.trim_matches('/')),
+            root: key_path(&Path::default(), prefix),
             url: with_slash(url),
+            local_dir: None,
         })
     }
 
@@ -180,11 +206,7 @@ impl Location {
     }
 
     fn path(&self, relative: &str) -> Path {
-        let mut path = self.root.clone();
-        for part in relative.split('/').filter(|p| !p.is_empty()) {
-            path = path.join(part);
-        }
-        path
+        key_path(&self.root, relative)
     }
 
     fn err(&self, relative: &str) -> impl Fn(object_store::Error) -> StoreError + '_ {
@@ -215,11 +237,91 @@ impl Location {
                 relative: m.location.as_ref()[root_len..].to_string(),
                 size: m.size,
                 modified: m.last_modified,
+                e_tag: m.e_tag,
             })
             .collect();
         let pages = (listed.len() as u64).div_ceil(LIST_PAGE).max(1);
         self.counts.list_pages.fetch_add(pages, Ordering::Relaxed);
         listed.sort_by(|a, b| a.relative.cmp(&b.relative));
+        Ok(listed)
+    }
+
+    /// Every object of a source, sorted by key, skipping (and naming) the entries that cannot
+    /// be read or named instead of failing: one bad directory entry must not stop the others.
+    ///
+    /// `skip` holds key ranges `[from, to]` (relative, disjoint) the caller does not need: an
+    /// S3 listing jumps over each with `start-after`, so a run reads the listing pages of what
+    /// is new rather than of years of history. Other stores may still return keys in them.
+    pub async fn list_source(
+        &self,
+        skip: &[(String, String)],
+    ) -> Result<SourceListing, StoreError> {
+        let Some(dir) = self.local_dir.clone() else {
+            return Ok(SourceListing {
+                objects: self.list_skipping(skip).await?,
+                unreadable: Vec::new(),
+            });
+        };
+        let listing = tokio::task::spawn_blocking(move || walk_local(&dir))
+            .await
+            .expect("listing task does not panic");
+        let pages = (listing.objects.len() as u64).div_ceil(LIST_PAGE).max(1);
+        self.counts.list_pages.fetch_add(pages, Ordering::Relaxed);
+        Ok(listing)
+    }
+
+    /// Lists the root in segments: up to each skipped range, then on after its end.
+    async fn list_skipping(&self, skip: &[(String, String)]) -> Result<Vec<Listed>, StoreError> {
+        let root_len = if self.root.as_ref().is_empty() {
+            0
+        } else {
+            self.root.as_ref().len() + 1
+        };
+        let mut ranges: Vec<&(String, String)> = skip.iter().filter(|(a, b)| a < b).collect();
+        ranges.sort();
+        let mut listed = Vec::new();
+        let mut after: Option<String> = None;
+        for range in ranges.iter().map(Some).chain([None]) {
+            let stop = range.map(|(from, _)| from.as_str());
+            let covered =
+                matches!((&after, stop), (Some(cursor), Some(stop)) if cursor.as_str() >= stop);
+            if covered {
+                after = range.map(|(_, to)| to.clone()).max(after);
+                continue;
+            }
+            let mut stream = match &after {
+                None => self.store.list(Some(&self.root)),
+                Some(offset) => self
+                    .store
+                    .list_with_offset(Some(&self.root), &self.path(offset)),
+            };
+            let mut count = 0u64;
+            loop {
+                let meta = match stream.try_next().await {
+                    Ok(Some(meta)) => meta,
+                    Ok(None) => break,
+                    Err(object_store::Error::NotFound { .. }) => break,
+                    Err(e) => return Err(self.err("")(e)),
+                };
+                let relative = meta.location.as_ref()[root_len..].to_string();
+                if stop.is_some_and(|stop| relative.as_str() >= stop) {
+                    break;
+                }
+                count += 1;
+                listed.push(Listed {
+                    relative,
+                    size: meta.size,
+                    modified: meta.last_modified,
+                    e_tag: meta.e_tag,
+                });
+            }
+            self.counts
+                .list_pages
+                .fetch_add(count.div_ceil(LIST_PAGE).max(1), Ordering::Relaxed);
+            after = range.map(|(_, to)| to.clone()).max(after);
+        }
+        listed.sort_by(|a, b| a.relative.cmp(&b.relative));
+        listed.dedup_by(|a, b| a.relative == b.relative);
         Ok(listed)
     }
 
@@ -455,10 +557,187 @@ impl Body {
     }
 }
 
+/// Lists a local folder recursively (following links, as the local store does), keeping every
+/// readable file whose path can be an object key and naming every entry that is not.
+fn walk_local(dir: &std::path::Path) -> SourceListing {
+    let mut listing = SourceListing::default();
+    let relative_of = |path: &std::path::Path| {
+        path.strip_prefix(dir)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    };
+    for entry in walkdir::WalkDir::new(dir).min_depth(1).follow_links(true) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                let reason = if e.loop_ancestor().is_some() {
+                    "symbolic link loop (it points to a folder that contains it)".to_string()
+                } else {
+                    let link = e
+                        .path()
+                        .and_then(|p| std::fs::symlink_metadata(p).ok())
+                        .is_some_and(|m| m.file_type().is_symlink());
+                    match (e.io_error(), link) {
+                        (Some(io), true) if io.kind() == std::io::ErrorKind::NotFound => {
+                            "dangling symbolic link (its target does not exist)".into()
+                        }
+                        (Some(io), true) => format!("symbolic link cannot be followed: {io}"),
+                        (Some(io), false) => format!("cannot be read: {io}"),
+                        (None, _) => e.to_string(),
+                    }
+                };
+                listing.unreadable.push(Unreadable {
+                    entry: e.path().map(relative_of).unwrap_or_default(),
+                    reason,
+                });
+                continue;
+            }
+        };
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        if !entry.file_type().is_file() {
+            listing.unreadable.push(Unreadable {
+                entry: relative_of(entry.path()),
+                reason: "not a regular file (a FIFO, socket or device)".into(),
+            });
+            continue;
+        }
+        let relative = match entry.path().strip_prefix(dir).map(|p| p.to_str()) {
+            Ok(Some(name)) => name.to_string(),
+            _ => {
+                listing.unreadable.push(Unreadable {
+                    entry: relative_of(entry.path()),
+                    reason: "the name is not valid UTF-8, so it cannot be an object key".into(),
+                });
+                continue;
+            }
+        };
+        if let Some(bad) = relative.split('/').find(|p| PathPart::parse(p).is_err()) {
+            listing.unreadable.push(Unreadable {
+                entry: relative.clone(),
+                reason: format!("{bad:?} cannot be part of an object key (control character)"),
+            });
+            continue;
+        }
+        // The local store keeps unfinished uploads as `<name>#<digits>` and will not read them.
+        if relative
+            .rsplit_once('#')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            listing.unreadable.push(Unreadable {
+                entry: relative,
+                reason: "names ending in '#' and digits are the local store's partial uploads"
+                    .into(),
+            });
+            continue;
+        }
+        match entry.metadata() {
+            Ok(meta) => listing.objects.push(Listed {
+                e_tag: Some(local_tag(&meta)),
+                size: meta.len(),
+                modified: meta
+                    .modified()
+                    .map(chrono::DateTime::<chrono::Utc>::from)
+                    .unwrap_or_default(),
+                relative,
+            }),
+            Err(e) => listing.unreadable.push(Unreadable {
+                entry: relative,
+                reason: format!("cannot be read: {e}"),
+            }),
+        }
+    }
+    listing.objects.sort_by(|a, b| a.relative.cmp(&b.relative));
+    listing
+}
+
+/// The local store's ETag scheme (inode, modification time, size): a rewrite in place changes it.
+fn local_tag(meta: &std::fs::Metadata) -> String {
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(meta);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default()
+        .as_micros();
+    format!("\"{inode:x}-{mtime:x}-{:x}\"", meta.len())
+}
+
+/// `relative` below `root` as the store's key, taken literally: a listed key holding `%`, `#`,
+/// spaces or non-ASCII names the same object when read back (`Path::from` would percent-encode
+/// it a second time). Only segments a path cannot hold (`.`, `..`, control characters) are encoded.
+fn key_path(root: &Path, relative: &str) -> Path {
+    root.parts()
+        .chain(
+            relative
+                .split('/')
+                .filter(|p| !p.is_empty())
+                .map(|p| PathPart::parse(p).unwrap_or_else(|_| PathPart::from(p))),
+        )
+        .collect()
+}
+
 fn with_slash(url: &str) -> String {
     if url.ends_with('/') {
         url.to_string()
     } else {
         format!("{url}/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_taken_literally() {
+        let root = key_path(&Path::default(), "/connect/My Reports%20/");
+        assert_eq!(root.as_ref(), "connect/My Reports%20");
+        for relative in [
+            "a b.csv",
+            "100%.csv",
+            "Q#1.csv",
+            "Zoë Ü.csv",
+            "x%3A00Z.csv",
+            "sub//y.csv",
+        ] {
+            let path = key_path(&root, relative);
+            let expected = format!("connect/My Reports%20/{}", relative.replace("//", "/"));
+            assert_eq!(path.as_ref(), expected, "{relative}");
+        }
+        // Segments a path cannot hold are still encoded, never passed through.
+        assert_eq!(key_path(&Path::default(), "a/../b").as_ref(), "a/%2E%2E/b");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_bad_entry_is_named_and_the_others_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("good 100%.csv"), "x").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::os::unix::fs::symlink("..", dir.path().join("sub/loop")).unwrap();
+        std::os::unix::fs::symlink("self.csv", dir.path().join("self.csv")).unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let source = Location::open(&url, None, Access::MustExist).await.unwrap();
+        let listing = source.list_source(&[]).await.unwrap();
+        let names: Vec<_> = listing
+            .objects
+            .iter()
+            .map(|o| o.relative.as_str())
+            .collect();
+        assert_eq!(names, ["good 100%.csv"]);
+        let mut bad: Vec<_> = listing
+            .unreadable
+            .iter()
+            .map(|u| u.entry.as_str())
+            .collect();
+        bad.sort();
+        assert_eq!(bad, ["self.csv", "sub/loop"]);
+        assert_eq!(source.get("good 100%.csv").await.unwrap().unwrap(), "x");
     }
 }

@@ -335,13 +335,30 @@ pub fn rest_records(
         .map(|c| c.path.split('.').collect())
         .collect();
     for (row, record) in records.iter().enumerate() {
+        let record_name = || {
+            record
+                .get("Id")
+                .and_then(|v| v.as_str())
+                .map_or_else(|| format!("row {}", row + 1), str::to_string)
+        };
         for ((column, path), builder) in columns.iter().zip(&paths).zip(&mut builders) {
             let mut value = record;
             for part in path {
                 value = match value {
-                    serde_json::Value::Object(map) => {
-                        map.get(*part).unwrap_or(&serde_json::Value::Null)
-                    }
+                    // REST writes every selected field, null or not: a missing key means the
+                    // record is not the one the query asked for (the REST form of a short row).
+                    serde_json::Value::Object(map) => match map.get(*part) {
+                        Some(v) => v,
+                        None => {
+                            return Err(NormalizeError::Value {
+                                source_name: source_name.to_string(),
+                                record: record_name(),
+                                field: column.path.clone(),
+                                value: String::new(),
+                                reason: "the field is missing from the record".into(),
+                            })
+                        }
+                    },
                     _ => &serde_json::Value::Null,
                 };
             }
@@ -386,6 +403,18 @@ pub fn bulk_page(
         // An empty result page may have no header at all.
         let mut builders: Vec<Builder> = columns.iter().map(|c| Builder::new(c.kind, 0)).collect();
         return finish(columns, &mut builders);
+    }
+    // A page cut short can still parse: its last row may end inside a value. Salesforce ends
+    // every row with the job's line ending, and doubles quotes inside quoted values.
+    if !page.ends_with(b"\n") {
+        return Err(page_err(
+            "the page is truncated: it does not end with a line break".into(),
+        ));
+    }
+    if memchr::memchr_iter(b'"', page).count() % 2 == 1 {
+        return Err(page_err(
+            "the page is truncated: it ends inside a quoted value".into(),
+        ));
     }
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
@@ -607,5 +636,45 @@ mod tests {
         );
         let empty = bulk_page(&columns(), b"", b',', "p").unwrap();
         assert_eq!(empty.num_rows(), 0);
+    }
+
+    #[test]
+    fn truncated_pages_and_short_records_are_errors() {
+        let cols = &columns()[..2];
+        let whole = "\"Id\",\"Name\"\n\"a1\",\"Ann\"\n\"a2\",\"Bob\nline two\"\n";
+        assert_eq!(
+            bulk_page(cols, whole.as_bytes(), b',', "p")
+                .unwrap()
+                .num_rows(),
+            2
+        );
+        for cut in [
+            whole.len() - 1,
+            whole.len() - 3,
+            whole.find("line").unwrap(),
+        ] {
+            let err = bulk_page(
+                cols,
+                &whole.as_bytes()[..cut],
+                b',',
+                "Account Bulk job 750x page 2",
+            )
+            .unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("Account Bulk job 750x page 2: the page is truncated"),
+                "{err}"
+            );
+        }
+        let wide = "\"Id\",\"Name\"\n\"a1\",\"Ann\",\"extra\"\n";
+        let err = bulk_page(cols, wide.as_bytes(), b',', "p").unwrap_err();
+        assert_eq!(err.to_string(), "p: row 1: 3 cells, the header has 2");
+        let records: Vec<serde_json::Value> =
+            serde_json::from_str(r#"[{"Id":"a1","Name":"Ann"},{"Id":"a2"}]"#).unwrap();
+        let err = rest_records(cols, &records, "Account REST page 3").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Account REST page 3: record a2, field Name: the field is missing from the record (value \"\")"
+        );
     }
 }

@@ -28,12 +28,30 @@ pub enum StateError {
 /// Per-job state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobState {
-    /// The export time of the newest input processed; the next run without a window reads newer inputs.
+    /// The export time of the newest input processed (never a time in the future). Connect
+    /// jobs re-list the lookback window before it; roll-ups and push-back read changes after it.
     pub watermark: Option<DateTime<Utc>>,
+    /// Connect report objects processed (loaded or rejected) within the lookback window, by key
+    /// relative to the source: a key not here, or whose ETag or size differs, is read again.
+    /// State files written before this field existed read as empty.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub seen: std::collections::BTreeMap<String, SeenObject>,
     /// Per-object watermarks of an incremental Salesforce export: rows with a `SystemModstamp`
     /// up to this instant are in the lake.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub objects: std::collections::BTreeMap<String, DateTime<Utc>>,
+}
+
+/// One processed source object, as it was listed when it was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenObject {
+    /// The report time from its name.
+    pub exported_at: DateTime<Utc>,
+    /// Size in bytes.
+    pub size: u64,
+    /// The store's ETag (S3) or local version tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 /// Per-table metadata.
@@ -119,15 +137,16 @@ pub async fn save_table_meta(
     write_json(lake, &layout::table_meta_key(table), meta).await
 }
 
-/// Copies a rejected input to `_etl/rejects/<job>/<file>` with `<file>.error.json` beside it.
+/// Copies a rejected input to `_etl/rejects/<job>/<relative source path>` with
+/// `<relative source path>.error.json` beside it.
 pub async fn write_reject(
     lake: &Location,
     job: &str,
-    file_name: &str,
+    relative: &str,
     content: Bytes,
     reason: &RejectReason,
 ) -> Result<(), StateError> {
-    let key = layout::reject_key(job, file_name);
+    let key = layout::reject_key(job, relative);
     lake.put(&key, content).await?;
     write_json(lake, &format!("{key}.error.json"), reason).await
 }

@@ -328,7 +328,7 @@ def test_corrected_reexport_wins_and_changes_only_its_partition(cx, tmp_path):
     assert len(rows(lake)) == 8  # nothing duplicated, nothing lost
 
 
-def test_watermark_run_reads_only_files_newer_than_the_watermark(cx, tmp_path):
+def test_scheduled_run_reads_new_files_and_late_files_within_the_lookback(cx, tmp_path):
     reports = tmp_path / "reports"
     two_days(reports)
     connect_job(tmp_path)
@@ -337,27 +337,27 @@ def test_watermark_run_reads_only_files_newer_than_the_watermark(cx, tmp_path):
     state = json.loads((lake / "_etl/state/connect-queue.json").read_text())
     assert "2024-03-11T10:00:00" in str(state["watermark"])  # export time of the newest report read
 
-    # a new export after the watermark is picked up by a plain run
+    # a new export after the watermark is picked up by a plain run, and so is a late file whose
+    # name time is before the watermark but within the lookback (3 days by default) ...
     queue_report(reports, "2024-03-11T10:00Z", [("Sales", "7")])
-    # a late file whose name time is before the watermark is not ...
     queue_report(reports, "2024-03-10T08:00Z", [("Late", "1")])
-    age(partition_files(lake))
-    day10_before = snapshot((lake / QUEUE / "dt=2024-03-10"))
+    # ... but not one named more than the lookback before the watermark
+    queue_report(reports, "2024-03-01T08:00Z", [("Ancient", "1")])
     result = cx("run", "job.toml")
     assert result.code == 0, result
     got = rows(lake)
     assert ("Sales", "10:00", 7) in [(r["queue"], hhmm(r["interval_start"]), r["contacts_handled"]) for r in got]
-    assert "Late" not in {r["queue"] for r in got}
-    assert len(got) == 9
-    assert snapshot(lake / QUEUE / "dt=2024-03-10") == day10_before
+    assert "Late" in {r["queue"] for r in got}
+    assert "Ancient" not in {r["queue"] for r in got}
+    assert len(got) == 10
     state = json.loads((lake / "_etl/state/connect-queue.json").read_text())
     assert "2024-03-11T10:30:00" in str(state["watermark"])
 
     # ... until its day is rerun explicitly
-    result = cx("run", "job.toml", "--from", "2024-03-10", "--to", "2024-03-10")
+    result = cx("run", "job.toml", "--from", "2024-03-01", "--to", "2024-03-01")
     assert result.code == 0, result
-    assert "Late" in {r["queue"] for r in rows(lake)}
-    assert len(rows(lake)) == 10
+    assert "Ancient" in {r["queue"] for r in rows(lake)}
+    assert len(rows(lake)) == 11
 
 
 # --------------------------------------------------------------------------------------------
