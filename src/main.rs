@@ -81,6 +81,11 @@ enum Command {
         /// stale and may be taken over; a live run refreshes it every third of this.
         #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
         lock_ttl: u64,
+        /// Re-send every record of the window (every day without --from/--to), also those
+        /// unchanged since the last push (salesforce-pushback; by default only new or changed
+        /// records are sent).
+        #[arg(long)]
+        full: bool,
     },
     /// Check job files and report every problem at once.
     Validate {
@@ -210,6 +215,7 @@ fn try_main(cli: Cli) -> Result<u8, Failure> {
             lock_ttl,
             shard,
             concurrency,
+            full,
         } => {
             if shard.is_some() && (from.is_none() || to.is_none()) {
                 return Err(usage(anyhow::anyhow!(
@@ -233,6 +239,7 @@ fn try_main(cli: Cli) -> Result<u8, Failure> {
                     ttl,
                     shard,
                     concurrency as usize,
+                    full,
                 ))?);
             }
             Ok(code)
@@ -419,7 +426,11 @@ fn describe(job: &Job) -> String {
             lines.push(format!("  pushback.report = {:?}", p.report.name()));
             lines.push(format!("  pushback.namespace = {:?}", p.namespace));
             lines.push(format!("  pushback.key = {:?}", p.key));
-            lines.push(format!("  pushback.region = {:?}", p.region));
+            lines.push(match p.region.as_deref() {
+                None => "  pushback.region = (the AWS region of the environment)".to_string(),
+                Some("") => "  pushback.region = \"\" (none)".to_string(),
+                Some(region) => format!("  pushback.region = {region:?}"),
+            });
             lines.push(format!("  pushback.bulk_threshold = {}", p.bulk_threshold));
         }
         JobKind::IntervalRollup(spec) => {
@@ -450,7 +461,15 @@ async fn run_locked(
     ttl: std::time::Duration,
     shard: Option<(u32, u32)>,
     concurrency: usize,
+    full: bool,
 ) -> Result<u8, Failure> {
+    if full && !matches!(job.kind, JobKind::SalesforcePushback(_)) {
+        return Err(usage(anyhow::anyhow!(
+            "job {}: --full applies to salesforce-pushback jobs (a {} job has no record digests to bypass)",
+            job.name,
+            job.kind.name()
+        )));
+    }
     if shard.is_some() && !matches!(job.kind, JobKind::ConnectIntervals(_)) {
         return Err(usage(anyhow::anyhow!(
             "job {}: --shard applies to connect-intervals jobs (a {} job has no per-day input files to split)",
@@ -459,7 +478,7 @@ async fn run_locked(
         )));
     }
     if dry_run {
-        return run_job(job, window, dry_run, shard, concurrency)
+        return run_job(job, window, dry_run, shard, concurrency, full)
             .await
             .map(|(code, _)| code);
     }
@@ -495,7 +514,7 @@ async fn run_locked(
     let heartbeat = lock.keep_alive(ttl);
     let started = chrono::Utc::now();
     let clock = std::time::Instant::now();
-    let outcome = run_job(job, window, dry_run, shard, concurrency).await;
+    let outcome = run_job(job, window, dry_run, shard, concurrency, full).await;
     heartbeat.abort();
     let (code, metrics, error) = match &outcome {
         Ok((code, metrics)) => (*code, metrics.clone(), None),
@@ -531,6 +550,7 @@ async fn run_job(
     dry_run: bool,
     shard: Option<(u32, u32)>,
     concurrency: usize,
+    full: bool,
 ) -> Result<(u8, RunMetrics), Failure> {
     match &job.kind {
         JobKind::ConnectIntervals(source) => {
@@ -538,7 +558,7 @@ async fn run_job(
         }
         JobKind::SalesforceExport(spec) => run_export(job, spec, window, dry_run).await,
         JobKind::IntervalRollup(spec) => run_rollup(job, spec, window, dry_run, concurrency).await,
-        JobKind::SalesforcePushback(spec) => run_pushback(job, spec, window, dry_run).await,
+        JobKind::SalesforcePushback(spec) => run_pushback(job, spec, window, dry_run, full).await,
     }
 }
 
@@ -547,8 +567,9 @@ async fn run_pushback(
     spec: &cxlake::job::SalesforcePushback,
     window: Window,
     dry_run: bool,
+    full: bool,
 ) -> Result<(u8, RunMetrics), Failure> {
-    let pushback = PushbackJob::open(job, &spec.pushback, &spec.salesforce, dry_run)
+    let pushback = PushbackJob::open(job, &spec.pushback, &spec.salesforce, dry_run, full)
         .await
         .with_context(|| format!("job {}", job.name))?;
     let plan = pushback
@@ -557,6 +578,31 @@ async fn run_pushback(
         .with_context(|| format!("job {}: planning", job.name))?;
     if dry_run {
         print_day_plan(&job.name, &plan, &pushback.object());
+        let lookup = pushback
+            .lookup(&plan)
+            .await
+            .with_context(|| format!("job {}: dry run against the org", job.name))?;
+        print_region(lookup.region.as_deref());
+        println!(
+            "would send {} records ({} unchanged since the last push)",
+            lookup.records, lookup.unchanged
+        );
+        println!(
+            "looked up {} of them in {}: would update {}, would create {}",
+            lookup.sampled,
+            lookup.object,
+            lookup.existing,
+            lookup.sampled - lookup.existing
+        );
+        for (key, exists) in &lookup.examples {
+            let what = if *exists { "update" } else { "create" };
+            println!("  {what} {key}");
+        }
+        print_skipped(&lookup.skipped);
+        println!(
+            "requests: salesforce {} token, {} API",
+            lookup.calls.0, lookup.calls.1
+        );
         return Ok((exit::OK, RunMetrics::default()));
     }
     let bar = cxlake::observe::progress::bar("days read");
@@ -569,11 +615,13 @@ async fn run_pushback(
         object = %report.object,
         days = report.days,
         records = report.records,
+        unchanged = report.unchanged,
+        calls_saved = report.calls_saved,
         created = report.created,
         updated = report.updated,
         rejected = report.rejected,
         bulk_jobs = report.bulk_jobs,
-        skipped_fields = ?report.skipped_fields,
+        skipped_columns = ?report.skipped.iter().map(ToString::to_string).collect::<Vec<_>>(),
         salesforce_api_calls = report.calls.1,
         seconds = report.seconds,
         "run finished"
@@ -590,18 +638,18 @@ async fn run_pushback(
         report.seconds
     );
     println!(
+        "  unchanged since the last push: {} records not sent (about {} upsert calls saved)",
+        report.unchanged, report.calls_saved
+    );
+    print_region(report.region.as_deref());
+    println!(
         "requests: salesforce {} token, {} API ({} retries, {} re-logins; {} Bulk ingest jobs)",
         report.calls.0, report.calls.1, report.calls.2, report.calls.3, report.bulk_jobs
     );
-    if !report.skipped_fields.is_empty() {
-        println!(
-            "  fields not in the org (skipped): {}",
-            report.skipped_fields.join(", ")
-        );
-    }
+    print_skipped(&report.skipped);
     let code = if report.rejected > 0 {
         println!(
-            "  rejected records are in _etl/rejects/{}/ with Salesforce's error",
+            "  rejected records are in _etl/rejects/{}/ with Salesforce's error; they are sent again next run",
             job.name
         );
         exit::PARTIAL
@@ -619,6 +667,23 @@ async fn run_pushback(
             ..RunMetrics::default()
         },
     ))
+}
+
+/// The region of a push-back's keys and `Region__c`, when there is one.
+fn print_region(region: Option<&str>) {
+    if let Some(region) = region {
+        println!("  region: {region} (in Region__c and at the end of Lambda-style keys)");
+    }
+}
+
+/// Every report column a push-back does not write, with the reason.
+fn print_skipped(skipped: &[cxlake::pushback::SkippedColumn]) {
+    if !skipped.is_empty() {
+        println!("  columns not pushed:");
+        for column in skipped {
+            println!("    {column}");
+        }
+    }
 }
 
 /// A dry run's plan of interval days (roll-up, push-back): each partition read, and the target.
@@ -679,6 +744,15 @@ async fn run_rollup(
         report.unchanged,
         report.seconds
     );
+    for (day, grain, used) in &report.fallbacks {
+        println!(
+            "  {day} {}: {} weighted by the fallback {} in {} rows (its first denominator is missing)",
+            grain.name(),
+            used.column,
+            used.denominator,
+            used.rows
+        );
+    }
     Ok((
         exit::OK,
         RunMetrics {

@@ -56,7 +56,9 @@ pub struct PushbackSpec {
     pub namespace: String,
     /// External ID style.
     pub key: crate::pushback::map::KeyStyle,
-    /// AWS region written to `Region__c` and appended to Lambda-style keys, like the Lambdas.
+    /// AWS region written to `Region__c` and appended to Lambda-style keys, like the Lambdas,
+    /// when the object has `Region__c`. Unset: the AWS region of the environment (as the
+    /// Lambdas' boto3 session); `""`: none.
     pub region: Option<String>,
     /// At or above this many records: Bulk API 2.0 ingest; below: sObject Collections.
     pub bulk_threshold: usize,
@@ -283,6 +285,16 @@ impl RawPushback {
                 None
             }
         };
+        if let Some(region) = &self.region {
+            if !region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                problems.push(format!(
+                    "pushback.region: expected an AWS region such as \"us-east-1\" (or \"\" for none), got {region:?}"
+                ));
+            }
+        }
         Some(PushbackSpec {
             report: report?,
             namespace,

@@ -5,8 +5,9 @@
 //! `_etl/rejects/` with Salesforce's error, and the exit code says "partial".
 
 pub mod map;
+pub mod pushed;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -18,11 +19,12 @@ use crate::connect::schema::{col, ReportSchema, EXPORTED_AT};
 use crate::job::{Job, PushbackSpec, SalesforceSettings};
 use crate::lake::parquet::{decode, ParquetError};
 use crate::lake::partitions::{changed_days, DayFile};
-use crate::lake::{Access, Location, StoreError};
+use crate::lake::{layout, Access, Location, StoreError};
 use crate::salesforce::ingest::{self, RecordResult, Records, WriteValue};
 use crate::salesforce::{Client, SalesforceError};
 use crate::state::{self, RejectReason, StateError};
 use crate::window::Window;
+use pushed::PushedDay;
 
 /// Push-back errors.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,23 @@ pub enum PushbackError {
     },
 }
 
+/// A report column that is not pushed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedColumn {
+    /// Lake column.
+    pub column: String,
+    /// The Salesforce field it would go to.
+    pub field: String,
+    /// Why it is not pushed.
+    pub reason: String,
+}
+
+impl std::fmt::Display for SkippedColumn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} -> {}: {}", self.column, self.field, self.reason)
+    }
+}
+
 /// What a push-back run did.
 #[derive(Debug, Default)]
 pub struct PushbackReport {
@@ -66,14 +85,20 @@ pub struct PushbackReport {
     pub days: usize,
     /// Records sent.
     pub records: usize,
+    /// Records read but not sent: equal to what was last upserted.
+    pub unchanged: usize,
+    /// Upsert calls the unchanged records would have cost (sObject Collections or Bulk ingest).
+    pub calls_saved: u64,
     /// Created.
     pub created: usize,
     /// Updated.
     pub updated: usize,
     /// Rejected by Salesforce (written to `_etl/rejects/`).
     pub rejected: usize,
-    /// Columns with no field in the org (skipped).
-    pub skipped_fields: Vec<String>,
+    /// Report columns not pushed, with the reason.
+    pub skipped: Vec<SkippedColumn>,
+    /// The region written to `Region__c` (and appended to Lambda-style keys).
+    pub region: Option<String>,
     /// Bulk ingest jobs used.
     pub bulk_jobs: usize,
     /// Salesforce calls: (token, api, retries, relogins).
@@ -82,10 +107,59 @@ pub struct PushbackReport {
     pub seconds: f64,
 }
 
-/// One column → one field.
+/// What a dry run found in the org for a sample of the keys it would write.
+#[derive(Debug, Default)]
+pub struct LookupReport {
+    /// Target object.
+    pub object: String,
+    /// Days read.
+    pub days: usize,
+    /// Records the run would send (new or changed, or all with `--full`).
+    pub records: usize,
+    /// Records it would leave out as unchanged.
+    pub unchanged: usize,
+    /// Keys looked up.
+    pub sampled: usize,
+    /// Of those, keys already in the org (would update).
+    pub existing: usize,
+    /// A few keys of the sample, each with whether it exists.
+    pub examples: Vec<(String, bool)>,
+    /// Report columns not pushed, with the reason.
+    pub skipped: Vec<SkippedColumn>,
+    /// The region written to `Region__c`.
+    pub region: Option<String>,
+    /// Salesforce calls: (token, api, retries, relogins).
+    pub calls: (u64, u64, u64, u64),
+}
+
+/// Keys a dry run looks up in the org at most.
+pub const LOOKUP_SAMPLE: usize = 200;
+/// Keys per SOQL `IN (…)` lookup (keeps the query URL short).
+const LOOKUP_CHUNK: usize = 100;
+
+/// One lake column → one field.
 struct FieldPlan {
-    column: usize,
+    column: String,
     field: String,
+}
+
+/// The records of a run, decided before anything is sent.
+struct Prepared {
+    object: String,
+    external_id: String,
+    records: Records,
+    /// Interval day of each row.
+    day_of_row: Vec<i32>,
+    /// Digest of each row.
+    digests: Vec<String>,
+    /// Rows to send.
+    send: Vec<usize>,
+    /// What was last upserted, per day read.
+    pushed: BTreeMap<i32, PushedDay>,
+    days_read: Vec<i32>,
+    newest: Option<DateTime<Utc>>,
+    skipped: Vec<SkippedColumn>,
+    region: Option<String>,
 }
 
 /// A push-back run.
@@ -94,15 +168,22 @@ pub struct PushbackJob<'a> {
     spec: &'a PushbackSpec,
     lake: Location,
     client: Client,
+    /// The region from the job, else from the environment; `None` when `region = ""` or none is set.
+    region: Option<String>,
+    full: bool,
 }
 
 impl<'a> PushbackJob<'a> {
-    /// Opens the lake and the Salesforce client.
+    /// Opens the lake and the Salesforce client, and resolves the region: the job's
+    /// `region`, else the AWS region of the environment (aws-config's chain: `AWS_REGION`,
+    /// `AWS_DEFAULT_REGION`, profile, instance metadata), like the Lambdas' boto3 session;
+    /// `region = ""` means none. `full` re-sends records that did not change.
     pub async fn open(
         job: &'a Job,
         spec: &'a PushbackSpec,
         salesforce: &SalesforceSettings,
         dry_run: bool,
+        full: bool,
     ) -> Result<PushbackJob<'a>, PushbackError> {
         let access = if dry_run {
             Access::ReadOnly
@@ -111,11 +192,21 @@ impl<'a> PushbackJob<'a> {
         };
         let lake = Location::open(&job.lake.url, job.lake.region.as_deref(), access).await?;
         let client = crate::export::client_for(salesforce).await?;
+        let region = match spec.region.as_deref() {
+            Some("") => None,
+            Some(region) => Some(region.to_string()),
+            None => aws_config::meta::region::RegionProviderChain::default_provider()
+                .region()
+                .await
+                .map(|r| r.to_string()),
+        };
         Ok(PushbackJob {
             job,
             spec,
             lake,
             client,
+            region,
+            full,
         })
     }
 
@@ -131,29 +222,50 @@ impl<'a> PushbackJob<'a> {
         map::with_namespace(&self.spec.namespace, name)
     }
 
-    /// Partitions to push (changed since the last run, or in the window).
+    /// Partitions to push: changed since the last run (or in the window; every one with
+    /// `--full` and no window), and the days that still hold records a run did not get into
+    /// Salesforce.
     pub async fn plan(&self, window: &Window) -> Result<Vec<DayFile>, PushbackError> {
         let table = &ReportSchema::get(self.spec.report).table;
-        let watermark = state::load_job_state(&self.lake, &self.job.name)
-            .await?
-            .watermark;
-        Ok(changed_days(&self.lake, table, watermark, window, self.job.timezone).await?)
+        let job_state = state::load_job_state(&self.lake, &self.job.name).await?;
+        // `--full` without a window re-sends every day of the table.
+        let watermark = job_state.watermark.filter(|_| !self.full);
+        let mut days =
+            changed_days(&self.lake, table, watermark, window, self.job.timezone).await?;
+        if !job_state.pending_days.is_empty() {
+            let all = changed_days(
+                &self.lake,
+                table,
+                None,
+                &Window {
+                    start: None,
+                    end: None,
+                },
+                self.job.timezone,
+            )
+            .await?;
+            for file in all {
+                if job_state.pending_days.contains(&layout::date_of(file.day))
+                    && !days.iter().any(|d| d.day == file.day)
+                {
+                    days.push(file);
+                }
+            }
+            days.sort();
+        }
+        Ok(days)
     }
 
-    /// Pushes the planned partitions; `progress` counts the interval days read.
-    pub async fn run(
+    /// Reads the planned partitions into the records a run would write, and decides which
+    /// differ from what was last upserted.
+    async fn prepare(
         &self,
         plan: &[DayFile],
         progress: Option<&indicatif::ProgressBar>,
-    ) -> Result<PushbackReport, PushbackError> {
-        let started = Instant::now();
+    ) -> Result<Prepared, PushbackError> {
         let schema = ReportSchema::get(self.spec.report);
         let object = self.object();
         let objmap = map::object_map(self.spec.report);
-        let mut report = PushbackReport {
-            object: object.clone(),
-            ..Default::default()
-        };
         // Describe once: the org decides which fields exist (case-insensitive → exact name).
         let describe = self.client.describe(&object).await?;
         let exact = |name: &str| describe.field(name).map(|f| f.name.clone());
@@ -167,28 +279,83 @@ impl<'a> PushbackJob<'a> {
         let external_id = require(&objmap.external_id)?;
         let name_field = require(&objmap.object_name)?;
         let start_field = require(&objmap.start)?;
-        let end_field = exact(&self.field(&objmap.end));
-        let created_field = exact(&self.field(&objmap.created));
+        let mut skipped = Vec::new();
+        let optional = |column: &str, name: &str, skipped: &mut Vec<SkippedColumn>| {
+            let field = exact(&self.field(name));
+            if field.is_none() {
+                skipped.push(SkippedColumn {
+                    column: column.to_string(),
+                    field: self.field(name),
+                    reason: format!("no such field on {object}"),
+                });
+            }
+            field
+        };
+        let end_field = optional("interval_end", &objmap.end, &mut skipped);
+        let created_field = optional(EXPORTED_AT, &objmap.created, &mut skipped);
         let region_field = exact(&self.field(&objmap.region));
+        let region = match (&region_field, &self.region) {
+            (Some(_), Some(region)) => Some(region.clone()),
+            (Some(field), None) => {
+                skipped.push(SkippedColumn {
+                    column: "(region)".into(),
+                    field: field.clone(),
+                    reason: if self.spec.region.is_some() {
+                        "region = \"\" in the job".into()
+                    } else {
+                        "no AWS region in the environment (set AWS_REGION or [pushback] region)"
+                            .into()
+                    },
+                });
+                None
+            }
+            (None, _) => None,
+        };
         let mut metrics = Vec::new();
-        for (i, m) in schema.metrics.iter().enumerate() {
+        for m in &schema.metrics {
             let wanted = self.field(&map::field_for_header(&m.header));
             match exact(&wanted) {
                 Some(field) => metrics.push(FieldPlan {
-                    column: col::FIRST_METRIC + i,
+                    column: m.column.clone(),
                     field,
                 }),
-                None => report.skipped_fields.push(wanted),
+                None => skipped.push(SkippedColumn {
+                    column: m.column.clone(),
+                    field: wanted,
+                    reason: format!("no such field on {object}"),
+                }),
             }
         }
-        if !report.skipped_fields.is_empty() {
-            tracing::warn!(object = %object, fields = ?report.skipped_fields, "fields not in the org: skipped");
+        // Columns added by rule for headers cxlake did not know (custom agent statuses such
+        // as `Lunch time`, new Connect metrics): pushed when the org has the Lambda's field.
+        let meta = state::load_table_meta(&self.lake, &schema.table).await?;
+        for column in &meta.extra_columns {
+            let candidates: Vec<String> = map::fields_for_added_column(column)
+                .iter()
+                .map(|f| self.field(f))
+                .collect();
+            match candidates.iter().find_map(|f| exact(f)) {
+                Some(field) if !metrics.iter().any(|m| m.field == field) => {
+                    metrics.push(FieldPlan {
+                        column: column.clone(),
+                        field,
+                    })
+                }
+                Some(field) => skipped.push(SkippedColumn {
+                    column: column.clone(),
+                    field,
+                    reason: "the field already takes another column".into(),
+                }),
+                None => skipped.push(SkippedColumn {
+                    column: column.clone(),
+                    field: candidates[0].clone(),
+                    reason: format!("no such field on {object}"),
+                }),
+            }
         }
-        let region = self
-            .spec
-            .region
-            .as_deref()
-            .filter(|_| region_field.is_some());
+        if !skipped.is_empty() {
+            tracing::warn!(object = %object, columns = ?skipped.iter().map(ToString::to_string).collect::<Vec<_>>(), "columns not pushed");
+        }
 
         let mut fields = vec![external_id.clone(), name_field, start_field];
         fields.extend(end_field.iter().cloned());
@@ -197,16 +364,32 @@ impl<'a> PushbackJob<'a> {
             fields.extend(region_field.iter().cloned());
         }
         fields.extend(metrics.iter().map(|m| m.field.clone()));
-        let mut records = Records {
-            fields,
-            rows: Vec::new(),
+        let mut prepared = Prepared {
+            object: object.clone(),
+            external_id,
+            records: Records {
+                fields,
+                rows: Vec::new(),
+            },
+            day_of_row: Vec::new(),
+            digests: Vec::new(),
+            send: Vec::new(),
+            pushed: BTreeMap::new(),
+            days_read: Vec::new(),
+            newest: None,
+            skipped,
+            region,
         };
         // Later partitions (and later rows) win when two rows share a key.
         let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
-        let mut newest: Option<DateTime<Utc>> = None;
         if let Some(bar) = progress {
             bar.set_length(plan.len() as u64);
         }
+        let shape = RowShape {
+            with_end: end_field.is_some(),
+            with_created: created_field.is_some(),
+            region: prepared.region.clone(),
+        };
         for file in plan {
             if let Some(bar) = progress {
                 bar.inc(1);
@@ -218,28 +401,68 @@ impl<'a> PushbackJob<'a> {
                 key: file.key.clone(),
                 source,
             })?;
-            report.days += 1;
+            prepared.days_read.push(file.day);
             for batch in &batches {
                 self.rows(
                     batch,
+                    file.day,
                     &metrics,
-                    end_field.is_some(),
-                    created_field.is_some(),
-                    region,
-                    &mut records,
+                    &shape,
+                    &mut prepared,
                     &mut by_key,
                 );
             }
-            newest = newest.max(Some(file.modified));
+            let pushed = pushed::load(&self.lake, &self.job.name, file.day).await?;
+            prepared.pushed.insert(file.day, pushed);
+            prepared.newest = prepared.newest.max(Some(file.modified));
         }
-        report.records = records.rows.len();
         if let Some(bar) = progress {
             bar.finish_and_clear();
         }
+        prepared.digests = prepared
+            .records
+            .rows
+            .iter()
+            .map(|values| pushed::record_digest(&prepared.records.fields, values))
+            .collect();
+        prepared.send = (0..prepared.records.rows.len())
+            .filter(|&i| {
+                self.full
+                    || prepared
+                        .pushed
+                        .get(&prepared.day_of_row[i])
+                        .and_then(|p| p.records.get(key_of(&prepared.records, i)))
+                        != Some(&prepared.digests[i])
+            })
+            .collect();
+        Ok(prepared)
+    }
 
-        let all: Vec<usize> = (0..records.rows.len()).collect();
+    /// Pushes the planned partitions; `progress` counts the interval days read.
+    pub async fn run(
+        &self,
+        plan: &[DayFile],
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<PushbackReport, PushbackError> {
+        let started = Instant::now();
+        let prepared = self.prepare(plan, progress).await?;
+        let object = prepared.object.clone();
+        let total = prepared.records.rows.len();
+        let mut report = PushbackReport {
+            object: object.clone(),
+            days: prepared.days_read.len(),
+            records: prepared.send.len(),
+            unchanged: total - prepared.send.len(),
+            calls_saved: upsert_calls(total, self.spec.bulk_threshold)
+                .saturating_sub(upsert_calls(prepared.send.len(), self.spec.bulk_threshold)),
+            skipped: prepared.skipped.clone(),
+            region: prepared.region.clone(),
+            ..Default::default()
+        };
+        let records = &prepared.records;
+        let external_id = &prepared.external_id;
         let mut results = self
-            .upsert(&object, &external_id, &records, &all, &mut report)
+            .upsert(&object, external_id, records, &prepared.send, &mut report)
             .await?;
         // One retry for what can succeed on a second try (row locks, unprocessed records).
         let retry: Vec<usize> = results
@@ -250,7 +473,7 @@ impl<'a> PushbackJob<'a> {
         if !retry.is_empty() {
             tracing::info!(object = %object, records = retry.len(), "retrying records");
             let again = self
-                .upsert(&object, &external_id, &records, &retry, &mut report)
+                .upsert(&object, external_id, records, &retry, &mut report)
                 .await?;
             results.retain(|r| !r.retryable());
             results.extend(again);
@@ -260,29 +483,131 @@ impl<'a> PushbackJob<'a> {
         report.updated = results.iter().filter(|r| r.created == Some(false)).count();
         report.rejected = failed.len();
         if !failed.is_empty() {
-            self.write_rejects(&object, &records, &failed).await?;
+            self.write_rejects(&object, records, &failed).await?;
         }
-        if let Some(newest) = newest {
-            let mut job_state = state::load_job_state(&self.lake, &self.job.name).await?;
-            if job_state.watermark.is_none_or(|w| newest > w) {
-                job_state.watermark = Some(newest);
-                state::save_job_state(&self.lake, &self.job.name, &job_state).await?;
-            }
-        }
+        self.remember(&prepared, &results).await?;
         report.calls = self.client.counts().snapshot();
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Stores the digests of what Salesforce accepted, the days left pending (a record failed
+    /// or went unanswered) and the watermark.
+    async fn remember(
+        &self,
+        prepared: &Prepared,
+        results: &[RecordResult],
+    ) -> Result<(), PushbackError> {
+        let mut pushed = prepared.pushed.clone();
+        let mut pending: BTreeSet<i32> = BTreeSet::new();
+        let mut answered: BTreeSet<usize> = BTreeSet::new();
+        for r in results {
+            answered.insert(r.row);
+            let day = prepared.day_of_row[r.row];
+            let key = key_of(&prepared.records, r.row).to_string();
+            let day_state = pushed.entry(day).or_default();
+            if r.error.is_some() {
+                day_state.records.remove(&key);
+                pending.insert(day);
+            } else {
+                day_state
+                    .records
+                    .insert(key, prepared.digests[r.row].clone());
+            }
+        }
+        for &row in &prepared.send {
+            if !answered.contains(&row) {
+                pending.insert(prepared.day_of_row[row]);
+            }
+        }
+        for (day, day_state) in &pushed {
+            if prepared.pushed.get(day) != Some(day_state) {
+                pushed::save(&self.lake, &self.job.name, *day, day_state).await?;
+            }
+        }
+        let mut job_state = state::load_job_state(&self.lake, &self.job.name).await?;
+        let before = job_state.clone();
+        for day in &prepared.days_read {
+            let date = layout::date_of(*day);
+            if pending.contains(day) {
+                job_state.pending_days.insert(date);
+            } else {
+                job_state.pending_days.remove(&date);
+            }
+        }
+        if let Some(newest) = prepared.newest {
+            if job_state.watermark.is_none_or(|w| newest > w) {
+                job_state.watermark = Some(newest);
+            }
+        }
+        if job_state != before {
+            state::save_job_state(&self.lake, &self.job.name, &job_state).await?;
+        }
+        Ok(())
+    }
+
+    /// A dry run against the org: describe, the records the run would send, and a SOQL lookup
+    /// of a sample of their keys (at most [`LOOKUP_SAMPLE`]) that tells updates from creates.
+    pub async fn lookup(&self, plan: &[DayFile]) -> Result<LookupReport, PushbackError> {
+        let prepared = self.prepare(plan, None).await?;
+        let keys: Vec<&str> = prepared
+            .send
+            .iter()
+            .map(|&i| key_of(&prepared.records, i))
+            .collect();
+        // An even spread over the keys, so every day and queue has a chance to be seen.
+        let step = keys.len().div_ceil(LOOKUP_SAMPLE).max(1);
+        let sample: Vec<&str> = keys.iter().step_by(step).copied().collect();
+        let mut existing = BTreeSet::new();
+        for chunk in sample.chunks(LOOKUP_CHUNK) {
+            let list = chunk
+                .iter()
+                .map(|k| soql_string(k))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let soql = format!(
+                "SELECT {field} FROM {object} WHERE {field} IN ({list})",
+                field = prepared.external_id,
+                object = prepared.object
+            );
+            let mut page = self.client.query(&soql, false).await?;
+            loop {
+                for record in &page.records {
+                    if let Some(key) = record.get(&prepared.external_id).and_then(|v| v.as_str()) {
+                        existing.insert(key.to_string());
+                    }
+                }
+                match page.next_records_url.clone().filter(|_| !page.done) {
+                    Some(next) => page = self.client.query_more(&next).await?,
+                    None => break,
+                }
+            }
+        }
+        Ok(LookupReport {
+            object: prepared.object.clone(),
+            days: prepared.days_read.len(),
+            records: prepared.send.len(),
+            unchanged: prepared.records.rows.len() - prepared.send.len(),
+            sampled: sample.len(),
+            existing: sample.iter().filter(|k| existing.contains(**k)).count(),
+            examples: sample
+                .iter()
+                .take(5)
+                .map(|k| (k.to_string(), existing.contains(*k)))
+                .collect(),
+            skipped: prepared.skipped,
+            region: prepared.region,
+            calls: self.client.counts().snapshot(),
+        })
+    }
+
     fn rows(
         &self,
         batch: &RecordBatch,
+        day: i32,
         metrics: &[FieldPlan],
-        with_end: bool,
-        with_created: bool,
-        region: Option<&str>,
-        records: &mut Records,
+        shape: &RowShape,
+        prepared: &mut Prepared,
         by_key: &mut BTreeMap<String, usize>,
     ) {
         let instance = batch.column(col::INSTANCE).as_string::<i32>();
@@ -296,6 +621,11 @@ impl<'a> PushbackJob<'a> {
         let exported = batch
             .column_by_name(EXPORTED_AT)
             .map(|c| c.as_primitive::<TimestampMillisecondType>().clone());
+        // Older partitions may lack a column added later: its values are null there.
+        let columns: Vec<Option<&dyn Array>> = metrics
+            .iter()
+            .map(|m| batch.column_by_name(&m.column).map(|c| c.as_ref()))
+            .collect();
         for row in 0..batch.num_rows() {
             let start = ingest::datetime(starts.value(row));
             let key = map::external_id(
@@ -304,35 +634,32 @@ impl<'a> PushbackJob<'a> {
                 instance.value(row),
                 names.value(row),
                 &start,
-                region,
+                shape.region.as_deref(),
             );
             let mut values = vec![
                 WriteValue::Text(key.clone()),
                 WriteValue::Text(names.value(row).to_string()),
                 WriteValue::DateTime(starts.value(row)),
             ];
-            if with_end {
+            if shape.with_end {
                 values.push(if ends.is_null(row) {
                     WriteValue::Null
                 } else {
                     WriteValue::DateTime(ends.value(row))
                 });
             }
-            if with_created {
+            if shape.with_created {
                 values.push(match &exported {
                     Some(e) if e.is_valid(row) => WriteValue::DateTime(e.value(row)),
                     _ => WriteValue::Null,
                 });
             }
-            if let Some(region) = region {
-                values.push(WriteValue::Text(region.to_string()));
+            if let Some(region) = &shape.region {
+                values.push(WriteValue::Text(region.clone()));
             }
-            for m in metrics {
-                let column = batch.column(m.column);
-                values.push(if column.is_null(row) {
-                    WriteValue::Null
-                } else {
-                    match column.data_type() {
+            for column in &columns {
+                values.push(match column {
+                    Some(column) if column.is_valid(row) => match column.data_type() {
                         DataType::Int64 => {
                             WriteValue::Number(column.as_primitive::<Int64Type>().value(row) as f64)
                         }
@@ -340,14 +667,19 @@ impl<'a> PushbackJob<'a> {
                             WriteValue::Number(column.as_primitive::<Float64Type>().value(row))
                         }
                         _ => WriteValue::Text(column.as_string::<i32>().value(row).to_string()),
-                    }
+                    },
+                    _ => WriteValue::Null,
                 });
             }
             match by_key.get(&key) {
-                Some(&i) => records.rows[i] = values,
+                Some(&i) => {
+                    prepared.records.rows[i] = values;
+                    prepared.day_of_row[i] = day;
+                }
                 None => {
-                    by_key.insert(key, records.rows.len());
-                    records.rows.push(values);
+                    by_key.insert(key, prepared.records.rows.len());
+                    prepared.records.rows.push(values);
+                    prepared.day_of_row.push(day);
                 }
             }
         }
@@ -436,6 +768,37 @@ impl<'a> PushbackJob<'a> {
         .await?;
         Ok(())
     }
+}
+
+/// How each row is laid out (the optional fixed fields).
+struct RowShape {
+    with_end: bool,
+    with_created: bool,
+    region: Option<String>,
+}
+
+/// The external ID of a row (always its first value).
+fn key_of(records: &Records, row: usize) -> &str {
+    match records.rows[row].first() {
+        Some(WriteValue::Text(key)) => key,
+        _ => "",
+    }
+}
+
+/// Upsert calls for `records` records: sObject Collections (200 a call) below the Bulk
+/// threshold; from it, one Bulk ingest job (create, upload, close, a poll, three result
+/// files).
+fn upsert_calls(records: usize, bulk_threshold: usize) -> u64 {
+    match records {
+        0 => 0,
+        n if n < bulk_threshold => n.div_ceil(ingest::COLLECTION_LIMIT) as u64,
+        _ => 7,
+    }
+}
+
+/// A SOQL string literal: quotes and backslashes escaped.
+fn soql_string(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// One log event per Collections batch or Bulk ingest job: records sent, records that failed.

@@ -43,8 +43,21 @@ struct Metric {
     name: String,
     data_type: DataType,
     rule: Rule,
-    /// Input indices of the weight columns; `None` when one is missing (the result is null).
-    weights: Option<Vec<usize>>,
+    /// Per denominator of a weighted rule, in order: the input indices of its columns;
+    /// `None` when one is missing from the input (that denominator is never used).
+    weights: Vec<Option<Vec<usize>>>,
+}
+
+/// A weighted metric of some roll-up rows that used a fallback denominator (the first one
+/// was missing where the metric had values, e.g. a report without `Contacts handled incoming`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackUse {
+    /// Metric column.
+    pub column: String,
+    /// The denominator used, its columns joined by ` + `.
+    pub denominator: String,
+    /// Roll-up rows that used it.
+    pub rows: usize,
 }
 
 fn metrics(input: &Schema) -> Vec<Metric> {
@@ -57,11 +70,16 @@ fn metrics(input: &Schema) -> Vec<Metric> {
         .map(|(index, f)| {
             let rule = rule_for(f.name(), f.data_type());
             let weights = match &rule {
-                Rule::Weighted(names) => names
+                Rule::Weighted(denominators) => denominators
                     .iter()
-                    .map(|n| input.index_of(n).ok())
-                    .collect::<Option<Vec<_>>>(),
-                _ => Some(Vec::new()),
+                    .map(|names| {
+                        names
+                            .iter()
+                            .map(|n| input.index_of(n).ok())
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .collect(),
+                _ => Vec::new(),
             };
             Metric {
                 index,
@@ -108,10 +126,11 @@ enum Acc {
     SumFloat(Option<f64>),
     MaxInt(Option<i64>),
     MaxFloat(Option<f64>),
+    /// Per denominator: (Σ value × weight, Σ weight, intervals it covered); and the
+    /// intervals that had a value.
     Weighted {
-        numerator: f64,
-        weight: f64,
-        any: bool,
+        sums: Vec<(f64, f64, u32)>,
+        valued: u32,
     },
     Last {
         at: i64,
@@ -126,10 +145,9 @@ impl Acc {
             (Rule::Sum, _) => Acc::SumFloat(None),
             (Rule::Max, DataType::Int64) => Acc::MaxInt(None),
             (Rule::Max, _) => Acc::MaxFloat(None),
-            (Rule::Weighted(_), _) => Acc::Weighted {
-                numerator: 0.0,
-                weight: 0.0,
-                any: false,
+            (Rule::Weighted(denominators), _) => Acc::Weighted {
+                sums: vec![(0.0, 0.0, 0); denominators.len()],
+                valued: 0,
             },
             (Rule::Last, _) => Acc::Last {
                 at: i64::MIN,
@@ -162,6 +180,17 @@ pub fn rollup(
     grain: Grain,
     day: i32,
 ) -> Result<RecordBatch, ArrowError> {
+    rollup_noting_fallbacks(batches, input, grouping_column, grain, day).map(|(batch, _)| batch)
+}
+
+/// [`rollup`], and the weighted metrics that used a fallback denominator in some rows.
+pub fn rollup_noting_fallbacks(
+    batches: &[RecordBatch],
+    input: &SchemaRef,
+    grouping_column: &str,
+    grain: Grain,
+    day: i32,
+) -> Result<(RecordBatch, Vec<FallbackUse>), ArrowError> {
     let metrics = metrics(input);
     let mut groups: Groups = BTreeMap::new();
     for batch in batches {
@@ -226,18 +255,17 @@ fn accumulate(
                 *max = Some(max.map_or(v, |m| m.max(v)));
             }
         }
-        Acc::Weighted {
-            numerator,
-            weight,
-            any,
-        } => {
-            let Some(indices) = &m.weights else { return };
+        Acc::Weighted { sums, valued } => {
             let Some(v) = number(array, row) else { return };
-            let w: Option<f64> = indices.iter().map(|&i| number(batch.column(i), row)).sum();
-            if let Some(w) = w {
-                *numerator += v * w;
-                *weight += w;
-                *any = true;
+            *valued += 1;
+            for (indices, (numerator, weight, covered)) in m.weights.iter().zip(sums.iter_mut()) {
+                let Some(indices) = indices else { continue };
+                let w: Option<f64> = indices.iter().map(|&i| number(batch.column(i), row)).sum();
+                if let Some(w) = w {
+                    *numerator += v * w;
+                    *weight += w;
+                    *covered += 1;
+                }
             }
         }
         Acc::Last { at: last_at, value } if !array.is_null(row) && at >= *last_at => {
@@ -256,8 +284,10 @@ fn finish(
     input: &SchemaRef,
     grouping_column: &str,
     grain: Grain,
-) -> Result<RecordBatch, ArrowError> {
+) -> Result<(RecordBatch, Vec<FallbackUse>), ArrowError> {
     let schema = output_schema(input, grouping_column, grain);
+    // (metric index, denominator index) → rows that used that fallback.
+    let mut fallback_rows: BTreeMap<(usize, usize), usize> = BTreeMap::new();
     let n = groups.len();
     let mut instance = StringBuilder::with_capacity(n, n * 8);
     let mut name = StringBuilder::with_capacity(n, n * 16);
@@ -314,11 +344,14 @@ fn finish(
                 for acc in accs {
                     b.append_option(match acc {
                         Acc::SumFloat(v) | Acc::MaxFloat(v) => *v,
-                        Acc::Weighted {
-                            numerator,
-                            weight,
-                            any,
-                        } => (*any && *weight != 0.0).then(|| numerator / weight),
+                        Acc::Weighted { sums, valued } => {
+                            weighted_value(sums, *valued).and_then(|(k, value)| {
+                                if k > 0 {
+                                    *fallback_rows.entry((i, k)).or_default() += 1;
+                                }
+                                value
+                            })
+                        }
                         _ => unreachable!("one accumulator kind per column"),
                     });
                 }
@@ -328,7 +361,39 @@ fn finish(
         columns.push(array);
     }
     let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
-    RecordBatch::try_new_with_options(schema, columns, &options)
+    let fallbacks = fallback_rows
+        .into_iter()
+        .map(|((i, k), rows)| FallbackUse {
+            column: metrics[i].name.clone(),
+            denominator: match &metrics[i].rule {
+                Rule::Weighted(denominators) => denominators[k].join(" + "),
+                _ => unreachable!("only weighted rules have denominators"),
+            },
+            rows,
+        })
+        .collect();
+    Ok((
+        RecordBatch::try_new_with_options(schema, columns, &options)?,
+        fallbacks,
+    ))
+}
+
+/// The denominator a weighted metric uses, and its value: the first denominator present in
+/// every interval that had a value, else the one present in most (the earlier on a tie).
+/// `None` when no interval had a value; a value of `None` when the weights add up to 0.
+fn weighted_value(sums: &[(f64, f64, u32)], valued: u32) -> Option<(usize, Option<f64>)> {
+    if valued == 0 {
+        return None;
+    }
+    let chosen = sums
+        .iter()
+        .position(|&(_, _, covered)| covered == valued)
+        .or_else(|| {
+            let best = sums.iter().map(|s| s.2).max().filter(|&c| c > 0)?;
+            sums.iter().position(|s| s.2 == best)
+        })?;
+    let (numerator, weight, _) = sums[chosen];
+    Some((chosen, (weight != 0.0).then(|| numerator / weight)))
 }
 
 #[cfg(test)]
@@ -520,6 +585,81 @@ mod tests {
             f64_of(&hourly, "service_level_20_seconds_pct"),
             [Some(50.0), None]
         );
+    }
+
+    #[test]
+    fn a_missing_first_denominator_falls_back_and_is_noted() {
+        // A report without `Contacts handled incoming`: the queue answer time is weighted by
+        // contacts handled (Σ 10×2 + 40×1 ÷ 3 = 20); with it, by the incoming contacts.
+        let (schema, batch) = intervals(&[
+            (
+                "2024-03-10T16:00:00Z",
+                0,
+                &[
+                    ("contacts_handled", Some(2.0)),
+                    ("average_queue_answer_time_seconds", Some(10.0)),
+                ],
+            ),
+            (
+                "2024-03-10T16:30:00Z",
+                0,
+                &[
+                    ("contacts_handled", Some(1.0)),
+                    ("average_queue_answer_time_seconds", Some(40.0)),
+                ],
+            ),
+        ]);
+        let day =
+            crate::lake::layout::day_number(chrono::NaiveDate::from_ymd_opt(2024, 3, 10).unwrap());
+        let (daily, used) = rollup_noting_fallbacks(
+            std::slice::from_ref(&batch),
+            &schema,
+            "queue",
+            Grain::Daily,
+            day,
+        )
+        .unwrap();
+        assert_eq!(
+            f64_of(&daily, "average_queue_answer_time_seconds"),
+            [Some(20.0)]
+        );
+        assert_eq!(
+            used,
+            [FallbackUse {
+                column: "average_queue_answer_time_seconds".into(),
+                denominator: "contacts_handled".into(),
+                rows: 1
+            }]
+        );
+
+        let (schema, batch) = intervals(&[
+            (
+                "2024-03-10T16:00:00Z",
+                0,
+                &[
+                    ("contacts_handled", Some(2.0)),
+                    ("contacts_handled_incoming", Some(1.0)),
+                    ("average_queue_answer_time_seconds", Some(10.0)),
+                ],
+            ),
+            (
+                "2024-03-10T16:30:00Z",
+                0,
+                &[
+                    ("contacts_handled", Some(1.0)),
+                    ("contacts_handled_incoming", Some(3.0)),
+                    ("average_queue_answer_time_seconds", Some(30.0)),
+                ],
+            ),
+        ]);
+        let (daily, used) =
+            rollup_noting_fallbacks(&[batch], &schema, "queue", Grain::Daily, day).unwrap();
+        // Σ 10×1 + 30×3 ÷ 4 = 25.
+        assert_eq!(
+            f64_of(&daily, "average_queue_answer_time_seconds"),
+            [Some(25.0)]
+        );
+        assert!(used.is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 
-use super::aggregate::{output_schema, rollup, Grain};
+use super::aggregate::{output_schema, rollup_noting_fallbacks, FallbackUse, Grain};
 use crate::connect::schema::ReportSchema;
 use crate::job::{Job, ReportKind};
 use crate::lake::parquet::{align, decode, encode, ParquetError};
@@ -63,6 +63,8 @@ pub struct RollupReport {
     pub unchanged: usize,
     /// Parquet bytes written.
     pub bytes_written: usize,
+    /// Weighted metrics that used a fallback denominator: (day, grain, what was used).
+    pub fallbacks: Vec<(chrono::NaiveDate, Grain, FallbackUse)>,
     /// Lake requests: (get, put, list pages).
     pub lake_requests: (u64, u64, u64),
     /// Seconds.
@@ -161,6 +163,7 @@ impl<'a> RollupJob<'a> {
             report.unchanged += day.unchanged;
             report.bytes_written += day.bytes_written;
             report.written.extend(day.written);
+            report.fallbacks.extend(day.fallbacks);
             newest = newest.max(Some(day.modified));
         }
         report.written.sort();
@@ -220,6 +223,11 @@ impl<'a> RollupJob<'a> {
             .expect("roll-up of a day does not panic")?
         };
         let mut outcome = DayOutcome {
+            fallbacks: encoded
+                .fallbacks
+                .into_iter()
+                .map(|(grain, used)| (layout::date_of(*day), grain, used))
+                .collect(),
             rows_read: encoded.rows,
             modified: *modified,
             written: Vec::new(),
@@ -254,6 +262,7 @@ impl<'a> RollupJob<'a> {
 
 /// What rolling up one interval day did.
 struct DayOutcome {
+    fallbacks: Vec<(chrono::NaiveDate, Grain, FallbackUse)>,
     rows_read: usize,
     modified: DateTime<Utc>,
     written: Vec<String>,
@@ -284,13 +293,17 @@ fn encode_day(
     let rows = batches.iter().map(|b| b.num_rows()).sum();
     let grouping = &ReportSchema::get(report).grouping_column;
     let mut encoded = Vec::with_capacity(grains.len());
+    let mut fallbacks = Vec::new();
     for &grain in grains {
-        let out = rollup(&batches, input_schema, grouping, grain, day).map_err(|source| {
-            RollupError::Arrow {
+        let (out, used) = rollup_noting_fallbacks(&batches, input_schema, grouping, grain, day)
+            .map_err(|source| RollupError::Arrow {
                 key: key.to_string(),
                 source,
-            }
-        })?;
+            })?;
+        for used in used {
+            tracing::warn!(source = %key, grain = grain.name(), column = %used.column, denominator = %used.denominator, rows = used.rows, "weighted by a fallback denominator");
+            fallbacks.push((grain, used));
+        }
         let target = layout::partition_file(&table_name(report, grain), day);
         let bytes = encode(&out).map_err(parquet_error(&target))?;
         encoded.push((target, bytes));
@@ -298,6 +311,7 @@ fn encode_day(
     Ok(EncodedDay {
         rows,
         partitions: encoded,
+        fallbacks,
     })
 }
 
@@ -307,4 +321,6 @@ struct EncodedDay {
     rows: usize,
     /// (roll-up partition key, Parquet bytes) per grain.
     partitions: Vec<(String, Vec<u8>)>,
+    /// Weighted metrics that used a fallback denominator, per grain.
+    fallbacks: Vec<(Grain, FallbackUse)>,
 }

@@ -15,8 +15,9 @@ pub enum Rule {
     Sum,
     /// max value.
     Max,
-    /// Σ(value × weight) ÷ Σ weight, the weight being the sum of these columns.
-    Weighted(Vec<String>),
+    /// Σ(value × weight) ÷ Σ weight over ordered denominators, each the sum of its columns:
+    /// the first that is there wherever the value is, else the one there most often.
+    Weighted(Vec<Vec<String>>),
     /// The value of the latest interval that has one.
     Last,
 }
@@ -34,17 +35,28 @@ struct RawRule {
     kind: String,
     #[serde(default)]
     weight: Vec<String>,
+    /// Denominators to use, in order, when `weight` is missing from a day's data.
+    #[serde(default)]
+    fallback: Vec<Vec<String>>,
 }
 
 fn parse(text: &str) -> Result<HashMap<String, Rule>, String> {
     let file: RulesFile = toml::from_str(text).map_err(|e| e.to_string())?;
     let mut rules = HashMap::new();
     for raw in file.rule {
+        let plain = raw.weight.is_empty() && raw.fallback.is_empty();
+        if raw.fallback.iter().any(Vec::is_empty) {
+            return Err(format!("{}: an empty fallback denominator", raw.column));
+        }
         let rule = match (raw.kind.as_str(), raw.weight.is_empty()) {
-            ("sum", true) => Rule::Sum,
-            ("max", true) => Rule::Max,
-            ("last", true) => Rule::Last,
-            ("weighted", false) => Rule::Weighted(raw.weight),
+            ("sum", true) if plain => Rule::Sum,
+            ("max", true) if plain => Rule::Max,
+            ("last", true) if plain => Rule::Last,
+            ("weighted", false) => {
+                let mut denominators = vec![raw.weight];
+                denominators.extend(raw.fallback);
+                Rule::Weighted(denominators)
+            }
             (kind, _) => {
                 return Err(format!(
                     "{}: kind {kind:?} with weight {:?} (weighted needs a weight; sum, max and last take none)",
@@ -88,11 +100,11 @@ mod tests {
         for report in [ReportKind::Queue, ReportKind::Agent] {
             let schema = ReportSchema::get(report).table_schema(&[]);
             for (column, rule) in all {
-                if let Rule::Weighted(weights) = rule {
+                if let Rule::Weighted(denominators) = rule {
                     if schema.field_with_name(column).is_err() {
                         continue;
                     }
-                    for w in weights {
+                    for w in denominators.iter().flatten() {
                         let field = schema.field_with_name(w).unwrap_or_else(|_| {
                             panic!("{column}: weight {w} is not a {report:?} column")
                         });
@@ -122,6 +134,16 @@ mod tests {
     fn bad_rules_are_refused() {
         assert!(parse("[[rule]]\ncolumn = \"x\"\nkind = \"weighted\"\n").is_err());
         assert!(parse("[[rule]]\ncolumn = \"x\"\nkind = \"median\"\n").is_err());
+        assert!(parse("[[rule]]\ncolumn = \"x\"\nkind = \"sum\"\nfallback = [[\"y\"]]\n").is_err());
+        assert!(parse(
+            "[[rule]]\ncolumn = \"x\"\nkind = \"weighted\"\nweight = [\"y\"]\nfallback = [[]]\n"
+        )
+        .is_err());
+        assert_eq!(
+            parse("[[rule]]\ncolumn = \"x\"\nkind = \"weighted\"\nweight = [\"a\", \"b\"]\nfallback = [[\"c\"]]\n")
+                .unwrap()["x"],
+            Rule::Weighted(vec![vec!["a".into(), "b".into()], vec!["c".into()]])
+        );
         assert!(parse(
             "[[rule]]\ncolumn = \"x\"\nkind = \"sum\"\n[[rule]]\ncolumn = \"x\"\nkind = \"max\"\n"
         )

@@ -40,6 +40,10 @@ pub struct JobState {
     /// up to this instant are in the lake.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub objects: std::collections::BTreeMap<String, DateTime<Utc>>,
+    /// Interval days with records a push-back did not get into Salesforce (failed or
+    /// unprocessed): the next run reads them again, whatever its plan.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub pending_days: std::collections::BTreeSet<chrono::NaiveDate>,
 }
 
 /// One processed source object, as it was listed when it was read.
