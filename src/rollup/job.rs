@@ -155,7 +155,9 @@ impl<'a> RollupJob<'a> {
         }
         let mut report = RollupReport::default();
         let mut newest: Option<DateTime<Utc>> = None;
+        let mut partition_values = Vec::new();
         for day in days.into_iter().flatten() {
+            partition_values.push(layout::day_string(day.day));
             report.days += 1;
             report.rows_read += day.rows_read;
             report.unchanged += day.unchanged;
@@ -179,12 +181,16 @@ impl<'a> RollupJob<'a> {
                     ),
                     name,
                     schema: self.output_schema(&input_schema, grain),
-                    partition: Some(crate::catalog::DatePartition {
-                        column: "dt".into(),
-                        start: catalog.projection_start,
-                    }),
+                    partition: Some(catalog.date_partition("dt")),
                 };
                 crate::catalog::sync_table(&glue, &catalog.database, &definition).await?;
+                crate::catalog::register_partitions(
+                    &glue,
+                    &catalog.database,
+                    &definition,
+                    &partition_values,
+                )
+                .await?;
             }
         }
         if let Some(newest) = newest {
@@ -220,6 +226,7 @@ impl<'a> RollupJob<'a> {
             .expect("roll-up of a day does not panic")?
         };
         let mut outcome = DayOutcome {
+            day: *day,
             rows_read: encoded.rows,
             modified: *modified,
             written: Vec::new(),
@@ -243,6 +250,24 @@ impl<'a> RollupJob<'a> {
         Ok(Some(outcome))
     }
 
+    /// Every roll-up table of this job with its schema: the formulas applied to the interval
+    /// table's schema as stored (known columns plus those added for unknown headers).
+    pub async fn table_schemas(&self) -> Result<Vec<(String, SchemaRef)>, RollupError> {
+        let schema = ReportSchema::get(self.report);
+        let meta: state::TableMeta = state::load_table_meta(&self.lake, &schema.table).await?;
+        let input = schema.table_schema(&meta.extra_columns);
+        Ok(self
+            .grains
+            .iter()
+            .map(|&grain| {
+                (
+                    table_name(self.report, grain),
+                    self.output_schema(&input, grain),
+                )
+            })
+            .collect())
+    }
+
     fn output_schema(&self, input: &SchemaRef, grain: Grain) -> SchemaRef {
         output_schema(
             input,
@@ -254,6 +279,7 @@ impl<'a> RollupJob<'a> {
 
 /// What rolling up one interval day did.
 struct DayOutcome {
+    day: i32,
     rows_read: usize,
     modified: DateTime<Utc>,
     written: Vec<String>,
