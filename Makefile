@@ -6,7 +6,7 @@ BIN := $(CARGO_TARGET_DIR)/release/cxlake
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: build demo test lint unit integration bench venv clean
+.PHONY: build demo test test-engines lint unit integration bench venv clean
 
 build:
 	$(CARGO) build --release --locked
@@ -33,7 +33,13 @@ demo: build $(PY)
 ## test: format, lint, unit tests, job-file validation, integration tests (DuckDB, pyarrow, moto)
 test: lint unit build $(PY)
 	$(BIN) validate jobs/*/*.toml bench/jobs/*.toml
-	CXLAKE_BIN=$(BIN) $(PY) -m pytest tests/integration -q
+	CXLAKE_BIN=$(BIN) $(PY) -m pytest tests/integration -q -m "not engines"
+
+## test-engines: the demo lake read by other engines (PySpark through Hive's ParquetHiveSerDe,
+## with a local Derby metastore; needs a Java 17+ runtime), compared with DuckDB
+test-engines: build $(PY)
+	@command -v java >/dev/null || { echo "test-engines needs a Java runtime (e.g. apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+	CXLAKE_BIN=$(BIN) $(PY) -m pytest tests/integration -q -m engines
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -448,6 +448,11 @@ fn describe(job: &Job) -> String {
             "  catalog.projection_start = \"{}\"",
             catalog.projection_start
         ));
+        let mode = cxlake::catalog::PartitionMode::ALL
+            .iter()
+            .find(|(m, _)| *m == catalog.partitions)
+            .map_or("projection", |(_, name)| name);
+        lines.push(format!("  catalog.partitions = {mode:?}"));
     }
     lines.join("\n")
 }
@@ -1096,22 +1101,80 @@ fn connect_source<'a>(
 }
 
 async fn print_schema(job: &Job) -> Result<(), Failure> {
-    let source = connect_source(job, "schema")?;
-    let connect = ConnectJob::open(job, source, OpenMode::Inspect).await?;
-    let schema = connect.table_schema().await?;
-    println!(
-        "table {} (partitioned by dt string, YYYY-MM-DD in {})",
-        connect.table().table,
-        job.timezone.name()
-    );
-    for field in schema.fields() {
-        let glue = cxlake::catalog::glue_type(field.data_type()).unwrap_or_else(|| "?".into());
-        println!(
-            "  {:<48} {:<28} {}",
-            field.name(),
-            field.data_type().to_string(),
-            glue
-        );
+    use cxlake::catalog::schema_listing;
+    let context = || format!("job {}", job.name);
+    match &job.kind {
+        JobKind::ConnectIntervals(source) => {
+            let connect = ConnectJob::open(job, source, OpenMode::Inspect).await?;
+            let schema = connect.table_schema().await?;
+            let heading = format!(
+                "partitioned by dt string, YYYY-MM-DD in {}",
+                job.timezone.name()
+            );
+            print!("{}", schema_listing(&connect.table().table, &heading, &schema));
+        }
+        JobKind::IntervalRollup(spec) => {
+            let rollup = RollupJob::open(job, spec.report, &spec.grains, true)
+                .await
+                .with_context(context)?;
+            let heading = format!(
+                "roll-up formulas in schemas/connect_rollups.toml; partitioned by dt string, YYYY-MM-DD in {}",
+                job.timezone.name()
+            );
+            for (table, schema) in rollup.table_schemas().await.with_context(context)? {
+                print!("{}", schema_listing(&table, &heading, &schema));
+            }
+        }
+        JobKind::SalesforceExport(spec) => {
+            let tables = match ExportJob::open(job, spec, true).await {
+                Ok(export) => export
+                    .table_schemas()
+                    .await
+                    .with_context(context)?
+                    .into_iter()
+                    .map(|(table, schema)| (table, Some(schema), "from Salesforce describe"))
+                    .collect::<Vec<_>>(),
+                Err(e) => {
+                    eprintln!("no Salesforce login ({e}); showing the columns the lake remembers");
+                    let lake = cxlake::lake::Location::open(
+                        &job.lake.url,
+                        job.lake.region.as_deref(),
+                        cxlake::lake::Access::ReadOnly,
+                    )
+                    .await
+                    .with_context(context)?;
+                    cxlake::export::stored_table_schemas(&lake, spec)
+                        .await
+                        .with_context(context)?
+                        .into_iter()
+                        .map(|(table, schema)| (table, schema, "from the lake's table metadata"))
+                        .collect()
+                }
+            };
+            for (table, schema, source) in tables {
+                let latest = cxlake::export::latest_table(&table);
+                match schema {
+                    Some(schema) => print!(
+                        "{}",
+                        schema_listing(
+                            &table,
+                            &format!(
+                                "{source}; partitioned by snapshot_date string; {latest} has the same columns"
+                            ),
+                            &schema
+                        )
+                    ),
+                    None => println!("table {table}: not exported to this lake yet (no Salesforce login to describe it)"),
+                }
+            }
+        }
+        JobKind::SalesforcePushback(spec) => {
+            let schema = cxlake::connect::schema::ReportSchema::get(spec.pushback.report);
+            println!(
+                "a salesforce-pushback job writes no lake table: it reads {} and upserts Salesforce records",
+                schema.table
+            );
+        }
     }
     Ok(())
 }
@@ -1126,7 +1189,7 @@ async fn catalog_sync(job: &Job) -> Result<(), Failure> {
     let source = connect_source(job, "catalog sync")?;
     let connect = ConnectJob::open(job, source, OpenMode::Inspect).await?;
     let schema = connect.table_schema().await?;
-    let outcome = connect.sync_catalog(catalog, &schema).await?;
+    let outcome = connect.sync_catalog(catalog, &schema, &[]).await?;
     println!(
         "{}.{}: {:?}",
         catalog.database,

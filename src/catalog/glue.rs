@@ -1,6 +1,8 @@
 //! Glue calls: ensure the database, then create the table or update it add-only.
 
-use aws_sdk_glue::types::{Column, DatabaseInput, SerDeInfo, StorageDescriptor, TableInput};
+use aws_sdk_glue::types::{
+    Column, DatabaseInput, PartitionInput, SerDeInfo, StorageDescriptor, TableInput,
+};
 use aws_sdk_glue::Client;
 
 use super::types::{glue_type, TableDefinition};
@@ -191,16 +193,18 @@ async fn ensure_database(client: &Client, database: &str) -> Result<(), CatalogE
     }
 }
 
-fn table_input(def: &TableDefinition, columns: &[(String, String)]) -> TableInput {
-    let column = |name: &str, ty: &str| {
-        Column::builder()
-            .name(name)
-            .r#type(ty)
-            .build()
-            .expect("name is set")
-    };
-    let sd = StorageDescriptor::builder()
-        .location(&def.location)
+fn column(name: &str, ty: &str) -> Column {
+    Column::builder()
+        .name(name)
+        .r#type(ty)
+        .build()
+        .expect("name is set")
+}
+
+/// Parquet read through Hive's SerDe, at `location`, with these columns.
+fn storage_descriptor(location: &str, columns: &[(String, String)]) -> StorageDescriptor {
+    StorageDescriptor::builder()
+        .location(location)
         .input_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat")
         .output_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat")
         .serde_info(
@@ -212,7 +216,11 @@ fn table_input(def: &TableDefinition, columns: &[(String, String)]) -> TableInpu
                 .build(),
         )
         .set_columns(Some(columns.iter().map(|(n, t)| column(n, t)).collect()))
-        .build();
+        .build()
+}
+
+fn table_input(def: &TableDefinition, columns: &[(String, String)]) -> TableInput {
+    let sd = storage_descriptor(&def.location, columns);
     TableInput::builder()
         .name(&def.name)
         .description(&def.description)
@@ -226,4 +234,66 @@ fn table_input(def: &TableDefinition, columns: &[(String, String)]) -> TableInpu
         .storage_descriptor(sd)
         .build()
         .expect("name is set")
+}
+
+/// Glue's `BatchCreatePartition` limit.
+const PARTITIONS_PER_CALL: usize = 100;
+
+/// Registers the partitions `values` (e.g. `2024-03-10`) of a date-partitioned table whose
+/// [`PartitionMode`](super::PartitionMode) registers partitions, for engines without partition
+/// projection (Redshift Spectrum, EMR/Hive, Glue ETL). Idempotent: a partition that already
+/// exists counts as registered. Returns how many were new. Run after [`sync_table`] (the
+/// partition's columns are the table's).
+pub async fn register_partitions(
+    client: &Client,
+    database: &str,
+    def: &TableDefinition,
+    values: &[String],
+) -> Result<usize, CatalogError> {
+    let Some(partition) = def.partition.as_ref().filter(|p| p.mode.registers()) else {
+        return Ok(0);
+    };
+    let wanted = columns(def)?;
+    let mut values: Vec<&String> = values.iter().collect();
+    values.sort();
+    values.dedup();
+    let mut created = 0;
+    for chunk in values.chunks(PARTITIONS_PER_CALL) {
+        let inputs = chunk
+            .iter()
+            .map(|value| {
+                let location = format!("{}{}={value}/", def.location, partition.column);
+                PartitionInput::builder()
+                    .values(value.as_str())
+                    .storage_descriptor(storage_descriptor(&location, &wanted))
+                    .build()
+            })
+            .collect();
+        let out = client
+            .batch_create_partition()
+            .database_name(database)
+            .table_name(&def.name)
+            .set_partition_input_list(Some(inputs))
+            .send()
+            .await
+            .map_err(|e| glue_err("BatchCreatePartition", &def.name, e))?;
+        let mut failed = 0;
+        for error in out.errors() {
+            let detail = error.error_detail();
+            let code = detail.and_then(|d| d.error_code()).unwrap_or_default();
+            failed += 1;
+            if code != "AlreadyExistsException" {
+                return Err(CatalogError::Glue {
+                    operation: "BatchCreatePartition",
+                    target: format!("{} partition {}", def.name, error.partition_values().join("/")),
+                    message: format!(
+                        "{code}: {}",
+                        detail.and_then(|d| d.error_message()).unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        created += chunk.len() - failed;
+    }
+    Ok(created)
 }

@@ -493,7 +493,8 @@ impl<'a> ConnectJob<'a> {
             state::save_table_meta(&self.lake, &self.schema.table, &meta).await?;
         }
         if let Some(catalog) = &self.job.catalog {
-            report.catalog = Some(self.sync_catalog(catalog, &table_schema).await?);
+            let days: Vec<String> = report.partitions.iter().map(|p| p.dt.clone()).collect();
+            report.catalog = Some(self.sync_catalog(catalog, &table_schema, &days).await?);
         }
         // State moves only after data and catalog are committed: a failed run repeats its files.
         if !plan.hold_watermark {
@@ -529,11 +530,13 @@ impl<'a> ConnectJob<'a> {
         job_state
     }
 
-    /// Creates or updates the Glue table of this job.
+    /// Creates or updates the Glue table of this job, and registers `partitions` (`YYYY-MM-DD`)
+    /// when the catalog registers partitions.
     pub async fn sync_catalog(
         &self,
         catalog: &crate::job::CatalogSettings,
         table_schema: &SchemaRef,
+        partitions: &[String],
     ) -> Result<crate::catalog::SyncOutcome, RunError> {
         let config = crate::aws::sdk_config(self.job.lake.region.as_deref()).await;
         let client = aws_sdk_glue::Client::new(&config);
@@ -542,12 +545,12 @@ impl<'a> ConnectJob<'a> {
             description: self.schema.description.clone(),
             schema: table_schema.clone(),
             location: self.lake.url_of(&layout::table_prefix(&self.schema.table)),
-            partition: Some(crate::catalog::DatePartition {
-                column: "dt".into(),
-                start: catalog.projection_start,
-            }),
+            partition: Some(catalog.date_partition("dt")),
         };
-        Ok(crate::catalog::sync_table(&client, &catalog.database, &definition).await?)
+        let outcome = crate::catalog::sync_table(&client, &catalog.database, &definition).await?;
+        crate::catalog::register_partitions(&client, &catalog.database, &definition, partitions)
+            .await?;
+        Ok(outcome)
     }
 
     /// The table schema as stored (known columns plus those added so far).

@@ -51,7 +51,7 @@ pub enum ExportError {
     #[error(transparent)]
     Select(#[from] describe::SelectError),
     /// A column's type changed in describe; columns are never retyped.
-    #[error("{table}.{column}: stored as {stored}, describe now says {now}; columns are never retyped (export it under another name)")]
+    #[error("{table}.{column}: stored as {stored}, describe now says {now}; columns are never retyped silently{}", migration_hint(.stored, .now))]
     Retyped {
         /// Table.
         table: String,
@@ -220,6 +220,17 @@ pub struct Span {
     pub advance: bool,
 }
 
+/// What to do about a retyped column: a double that describe now makes an exact decimal has
+/// one documented migration (README, "Exact numbers").
+fn migration_hint(stored: &str, now: &str) -> &'static str {
+    if stored == "double" && now.starts_with("decimal(") {
+        " (currency, percent and scaled numbers are now exact decimals: migrate by re-exporting \
+         the object into a fresh table, see README \"Exact numbers\")"
+    } else {
+        " (export it under another name)"
+    }
+}
+
 /// The SOQL of one export.
 pub fn soql(object: &str, fields: &str, filter: Option<&str>, span: &Span) -> String {
     let mut conditions = Vec::new();
@@ -276,6 +287,26 @@ pub fn table_columns(
         }
     }
     Ok((columns, added))
+}
+
+/// Each object's history table and schema as the lake's table metadata remembers them (no
+/// Salesforce call); `None` for an object never exported to this lake.
+pub async fn stored_table_schemas(
+    lake: &Location,
+    spec: &SalesforceExport,
+) -> Result<Vec<(String, Option<SchemaRef>)>, ExportError> {
+    let mut out = Vec::new();
+    for object in &spec.export.objects {
+        let table = table_name(&object.name);
+        let meta: TableMeta = state::load_table_meta(lake, &table).await?;
+        let schema = (!meta.columns.is_empty()).then(|| {
+            let (columns, _) = table_columns(&table, &meta.columns, &[])
+                .expect("stored columns alone never conflict");
+            normalize::schema(&columns)
+        });
+        out.push((table, schema));
+    }
+    Ok(out)
 }
 
 /// Opens the Salesforce client of a job's `[salesforce]` settings.
@@ -436,6 +467,21 @@ impl<'a> ExportJob<'a> {
         Ok(lines)
     }
 
+    /// Each object's history table and schema as the next run writes it: describe (with the
+    /// job's field selection) merged with the columns the lake already holds.
+    pub async fn table_schemas(&self) -> Result<Vec<(String, SchemaRef)>, ExportError> {
+        let mut out = Vec::new();
+        for spec in &self.spec.export.objects {
+            let (describe, related) = self.describe(spec).await?;
+            let selection = describe::select(&describe, &spec.fields, &related)?;
+            let table = table_name(&spec.name);
+            let meta: TableMeta = state::load_table_meta(&self.lake, &table).await?;
+            let (columns, _) = table_columns(&table, &meta.columns, &selection.columns)?;
+            out.push((table, normalize::schema(&columns)));
+        }
+        Ok(out)
+    }
+
     async fn describe(
         &self,
         spec: &ObjectSpec,
@@ -583,7 +629,12 @@ impl<'a> ExportJob<'a> {
             })
             .collect();
         state::save_table_meta(&self.lake, &table, &meta).await?;
-        self.sync_catalog(&table, &table_schema).await?;
+        let snapshot_dates: Vec<String> = history_key
+            .iter()
+            .map(|_| day.format("%Y-%m-%d").to_string())
+            .collect();
+        self.sync_catalog(&table, &table_schema, &snapshot_dates)
+            .await?;
         if span.advance {
             // Re-read: another object of this run may have moved its own watermark.
             let mut job_state = state::load_job_state(&self.lake, &self.job.name).await?;
@@ -636,7 +687,14 @@ impl<'a> ExportJob<'a> {
         Ok(rows)
     }
 
-    async fn sync_catalog(&self, table: &str, schema: &SchemaRef) -> Result<(), ExportError> {
+    /// Creates or updates the history and `_latest` tables; registers the history partitions
+    /// `snapshot_dates` when the catalog registers partitions.
+    async fn sync_catalog(
+        &self,
+        table: &str,
+        schema: &SchemaRef,
+        snapshot_dates: &[String],
+    ) -> Result<(), ExportError> {
         let Some(catalog) = &self.job.catalog else {
             return Ok(());
         };
@@ -646,10 +704,7 @@ impl<'a> ExportJob<'a> {
         for (name, partition, description) in [
             (
                 table.to_string(),
-                Some(crate::catalog::DatePartition {
-                    column: "snapshot_date".into(),
-                    start: catalog.projection_start,
-                }),
+                Some(catalog.date_partition("snapshot_date")),
                 format!("Salesforce {object}: every exported version, by export day (cxlake)"),
             ),
             (
@@ -666,6 +721,13 @@ impl<'a> ExportJob<'a> {
                 partition,
             };
             crate::catalog::sync_table(&glue, &catalog.database, &definition).await?;
+            crate::catalog::register_partitions(
+                &glue,
+                &catalog.database,
+                &definition,
+                snapshot_dates,
+            )
+            .await?;
         }
         Ok(())
     }

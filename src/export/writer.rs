@@ -7,10 +7,11 @@ use std::thread::JoinHandle;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use parquet::arrow::ArrowWriter;
 use tokio::sync::mpsc;
 
-use crate::lake::parquet::{writer_properties, ParquetError};
+use crate::lake::parquet::{
+    has_nan, hive_compatible_file, writer, writer_properties, ParquetError,
+};
 
 /// A Parquet file being written in the background.
 pub struct PartWriter {
@@ -35,16 +36,34 @@ impl PartWriter {
             File::create(&path).map_err(|e| ParquetError::Spill(path.display().to_string(), e))?;
         let (sender, mut receiver) = mpsc::channel::<RecordBatch>(QUEUE);
         let props = writer_properties(&schema);
+        let written = path.clone();
         let thread = std::thread::Builder::new()
             .name("parquet-writer".into())
             .spawn(move || -> Result<u64, ParquetError> {
-                let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
+                let mut writer = writer(file, schema, props)?;
                 let mut rows = 0u64;
                 while let Some(batch) = receiver.blocking_recv() {
+                    // Salesforce numbers are parsed finite; a NaN here would make the
+                    // footer's float statistics unsafe for Hive-era readers (lake::parquet).
+                    if let Some((field, _)) = batch
+                        .schema_ref()
+                        .fields()
+                        .iter()
+                        .zip(batch.columns())
+                        .find(|(_, column)| has_nan(column))
+                    {
+                        return Err(ParquetError::NaN(field.name().clone()));
+                    }
                     rows += batch.num_rows() as u64;
                     writer.write(&batch)?;
                 }
                 writer.close()?;
+                let mut file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&written)
+                    .map_err(|e| ParquetError::Spill(written.display().to_string(), e))?;
+                hive_compatible_file(&mut file)?;
                 Ok(rows)
             })
             .map_err(|e| ParquetError::Spill("writer thread".into(), e))?;

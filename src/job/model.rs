@@ -219,6 +219,19 @@ pub struct CatalogSettings {
     pub database: String,
     /// First day of the `dt` partition projection range.
     pub projection_start: NaiveDate,
+    /// How engines find partitions: Athena projection, registered in Glue, or both.
+    pub partitions: crate::catalog::PartitionMode,
+}
+
+impl CatalogSettings {
+    /// The date partition `column` of a table in this catalog.
+    pub fn date_partition(&self, column: &str) -> crate::catalog::DatePartition {
+        crate::catalog::DatePartition {
+            column: column.to_string(),
+            start: self.projection_start,
+            mode: self.partitions,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -407,6 +420,7 @@ struct RawLake {
 struct RawCatalog {
     database: Option<String>,
     projection_start: Option<String>,
+    partitions: Option<String>,
 }
 
 fn required<'a>(
@@ -632,9 +646,22 @@ impl RawCatalog {
                 return None;
             }
         };
+        let partitions = match self.partitions.as_deref() {
+            None => crate::catalog::PartitionMode::default(),
+            Some(text) => match crate::catalog::PartitionMode::parse(text) {
+                Some(mode) => mode,
+                None => {
+                    problems.push(format!(
+                        "catalog.partitions: expected \"projection\", \"register\" or \"both\", got {text:?}"
+                    ));
+                    return None;
+                }
+            },
+        };
         Some(CatalogSettings {
             database: database.to_string(),
             projection_start,
+            partitions,
         })
     }
 }

@@ -157,7 +157,9 @@ impl<'a> RollupJob<'a> {
         }
         let mut report = RollupReport::default();
         let mut newest: Option<DateTime<Utc>> = None;
+        let mut partition_values = Vec::new();
         for day in days.into_iter().flatten() {
+            partition_values.push(layout::day_string(day.day));
             report.days += 1;
             report.rows_read += day.rows_read;
             report.unchanged += day.unchanged;
@@ -182,12 +184,16 @@ impl<'a> RollupJob<'a> {
                     ),
                     name,
                     schema: self.output_schema(&input_schema, grain),
-                    partition: Some(crate::catalog::DatePartition {
-                        column: "dt".into(),
-                        start: catalog.projection_start,
-                    }),
+                    partition: Some(catalog.date_partition("dt")),
                 };
                 crate::catalog::sync_table(&glue, &catalog.database, &definition).await?;
+                crate::catalog::register_partitions(
+                    &glue,
+                    &catalog.database,
+                    &definition,
+                    &partition_values,
+                )
+                .await?;
             }
         }
         if let Some(newest) = newest {
@@ -228,6 +234,7 @@ impl<'a> RollupJob<'a> {
                 .into_iter()
                 .map(|(grain, used)| (layout::date_of(*day), grain, used))
                 .collect(),
+            day: *day,
             rows_read: encoded.rows,
             modified: *modified,
             written: Vec::new(),
@@ -251,6 +258,24 @@ impl<'a> RollupJob<'a> {
         Ok(Some(outcome))
     }
 
+    /// Every roll-up table of this job with its schema: the formulas applied to the interval
+    /// table's schema as stored (known columns plus those added for unknown headers).
+    pub async fn table_schemas(&self) -> Result<Vec<(String, SchemaRef)>, RollupError> {
+        let schema = ReportSchema::get(self.report);
+        let meta: state::TableMeta = state::load_table_meta(&self.lake, &schema.table).await?;
+        let input = schema.table_schema(&meta.extra_columns);
+        Ok(self
+            .grains
+            .iter()
+            .map(|&grain| {
+                (
+                    table_name(self.report, grain),
+                    self.output_schema(&input, grain),
+                )
+            })
+            .collect())
+    }
+
     fn output_schema(&self, input: &SchemaRef, grain: Grain) -> SchemaRef {
         output_schema(
             input,
@@ -263,6 +288,7 @@ impl<'a> RollupJob<'a> {
 /// What rolling up one interval day did.
 struct DayOutcome {
     fallbacks: Vec<(chrono::NaiveDate, Grain, FallbackUse)>,
+    day: i32,
     rows_read: usize,
     modified: DateTime<Utc>,
     written: Vec<String>,

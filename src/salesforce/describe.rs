@@ -43,6 +43,12 @@ pub struct FieldDescribe {
     /// External ID field (an upsert key).
     #[serde(default)]
     pub external_id: bool,
+    /// Total digits of a `double`/`currency`/`percent` field (0 when describe gives none).
+    #[serde(default)]
+    pub precision: u32,
+    /// Digits right of the point of a `double`/`currency`/`percent` field.
+    #[serde(default)]
+    pub scale: i32,
 }
 
 /// How a field's values are normalized; each kind has exactly one Arrow type.
@@ -54,8 +60,16 @@ pub enum ValueKind {
     Boolean,
     /// `int`, `long` → Int64 (accepts `42.0`).
     Integer,
-    /// `double`, `currency`, `percent` → Float64 (percent stays 0–100).
+    /// `double` without a precision in describe → Float64.
     Double,
+    /// `currency`, `percent`, and `double` with a precision in describe → Decimal128(p, s),
+    /// parsed from the text (never through f64); percent stays 0–100.
+    Decimal {
+        /// Total digits (1–38).
+        precision: u8,
+        /// Digits right of the point (0–precision).
+        scale: i8,
+    },
     /// `date` → Date32.
     Date,
     /// `datetime` → Timestamp(ms, UTC).
@@ -65,7 +79,8 @@ pub enum ValueKind {
 }
 
 impl ValueKind {
-    /// Every kind, with its stored name.
+    /// Every kind without parameters, with its stored name (decimals are stored as
+    /// `decimal(p,s)`).
     pub const ALL: [(ValueKind, &'static str); 7] = [
         (ValueKind::Text, "text"),
         (ValueKind::Boolean, "boolean"),
@@ -76,30 +91,53 @@ impl ValueKind {
         (ValueKind::Time, "time"),
     ];
 
-    /// The stored name (table metadata).
-    pub fn name(self) -> &'static str {
+    /// The stored name (table metadata): `text`, `double`, `decimal(18,2)`, ….
+    pub fn name(self) -> String {
+        if let ValueKind::Decimal { precision, scale } = self {
+            return format!("decimal({precision},{scale})");
+        }
         ValueKind::ALL
             .iter()
             .find(|(k, _)| *k == self)
-            .map(|(_, n)| *n)
-            .expect("every kind is listed")
+            .map(|(_, n)| n.to_string())
+            .expect("every kind without parameters is listed")
     }
 
     /// The kind of a stored name.
     pub fn parse(name: &str) -> Option<ValueKind> {
+        if let Some(args) = name
+            .strip_prefix("decimal(")
+            .and_then(|r| r.strip_suffix(')'))
+        {
+            let (p, s) = args.split_once(',')?;
+            return ValueKind::decimal(p.trim().parse().ok()?, s.trim().parse().ok()?);
+        }
         ValueKind::ALL
             .iter()
             .find(|(_, n)| *n == name)
             .map(|(k, _)| *k)
     }
 
-    /// The kind of a describe type, or `None` for types that are not exported (base64, compound
-    /// parents): their data comes from component fields or is not available in Bulk queries.
-    pub fn of(field_type: &str) -> Option<ValueKind> {
-        Some(match field_type {
+    /// `Decimal(p, s)` when Arrow and Glue can hold it exactly (1 ≤ p ≤ 38, 0 ≤ s ≤ p).
+    pub fn decimal(precision: u32, scale: i32) -> Option<ValueKind> {
+        let precision = u8::try_from(precision).ok().filter(|p| (1..=38).contains(p))?;
+        let scale = i8::try_from(scale)
+            .ok()
+            .filter(|s| *s >= 0 && *s as u8 <= precision)?;
+        Some(ValueKind::Decimal { precision, scale })
+    }
+
+    /// The kind of a describe field, or `None` for types that are not exported (base64,
+    /// compound parents): their data comes from component fields or is not available in Bulk
+    /// queries. Currency and percent (and doubles describe gives a precision for) are exact
+    /// decimals of the describe precision and scale; a double without one stays a double.
+    pub fn of(field: &FieldDescribe) -> Option<ValueKind> {
+        Some(match field.field_type.as_str() {
             "boolean" => ValueKind::Boolean,
             "int" | "long" => ValueKind::Integer,
-            "double" | "currency" | "percent" => ValueKind::Double,
+            "double" | "currency" | "percent" => {
+                ValueKind::decimal(field.precision, field.scale).unwrap_or(ValueKind::Double)
+            }
             "date" => ValueKind::Date,
             "datetime" => ValueKind::DateTime,
             "time" => ValueKind::Time,
@@ -277,7 +315,7 @@ pub fn select(
     };
     for system in SYSTEM_FIELDS {
         if let Some(field) = describe.field(system) {
-            let kind = ValueKind::of(&field.field_type).unwrap_or(ValueKind::Text);
+            let kind = ValueKind::of(field).unwrap_or(ValueKind::Text);
             push(
                 Column {
                     path: field.name.clone(),
@@ -290,7 +328,7 @@ pub fn select(
     }
     if requested.is_empty() {
         for field in &describe.fields {
-            match ValueKind::of(&field.field_type) {
+            match ValueKind::of(field) {
                 Some(kind) => push(
                     Column {
                         path: field.name.clone(),
@@ -359,7 +397,7 @@ fn resolve(
             (format!("{relationship}.{}", field.name), field)
         }
     };
-    let kind = ValueKind::of(&field.field_type).ok_or_else(|| SelectError::Unsupported {
+    let kind = ValueKind::of(field).ok_or_else(|| SelectError::Unsupported {
         object: object.clone(),
         field: path.to_string(),
         reason: skip_reason(&field.field_type),
@@ -396,6 +434,8 @@ mod tests {
             reference_to: vec![],
             relationship_name: None,
             external_id: false,
+            precision: 0,
+            scale: 0,
         }
     }
 
@@ -414,7 +454,10 @@ mod tests {
                 field("Name", "string"),
                 field("BillingAddress", "address"),
                 city,
-                field("AnnualRevenue", "currency"),
+                FieldDescribe {
+                    precision: 18,
+                    ..field("AnnualRevenue", "currency")
+                },
                 field("Logo__c", "base64"),
                 owner,
                 field("SystemModstamp", "datetime"),
@@ -457,7 +500,37 @@ mod tests {
         );
         let skipped: Vec<_> = s.skipped.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(skipped, ["BillingAddress", "Logo__c"]);
-        assert_eq!(s.columns[5].kind, ValueKind::Double);
+        assert_eq!(
+            s.columns[5].kind,
+            ValueKind::Decimal {
+                precision: 18,
+                scale: 0
+            }
+        );
+    }
+
+    #[test]
+    fn money_and_percent_are_exact_decimals_of_the_describe_precision() {
+        let with = |ty: &str, precision, scale| {
+            ValueKind::of(&FieldDescribe {
+                precision,
+                scale,
+                ..field("X__c", ty)
+            })
+        };
+        let decimal = |precision, scale| Some(ValueKind::Decimal { precision, scale });
+        assert_eq!(with("currency", 18, 2), decimal(18, 2));
+        assert_eq!(with("percent", 5, 2), decimal(5, 2));
+        assert_eq!(with("double", 18, 4), decimal(18, 4));
+        // No precision in describe: a plain double; nonsense precision/scale never panics.
+        assert_eq!(with("double", 0, 0), Some(ValueKind::Double));
+        assert_eq!(with("currency", 60, 2), Some(ValueKind::Double));
+        assert_eq!(with("currency", 4, 6), Some(ValueKind::Double));
+        for kind in [ValueKind::Double, ValueKind::Text, decimal(18, 2).unwrap()] {
+            assert_eq!(ValueKind::parse(&kind.name()), Some(kind));
+        }
+        assert_eq!(ValueKind::parse("decimal(18,2)"), decimal(18, 2));
+        assert_eq!(ValueKind::parse("decimal(99,2)"), None);
     }
 
     #[test]

@@ -4,14 +4,19 @@
 //! `+0000` and `Z` datetimes become UTC milliseconds, an empty cell and JSON `null` are both
 //! null (Salesforce has no empty text), `42.0` in an integer field is 42, E-notation doubles
 //! parse exactly, `true`/`TRUE`/JSON `true` are one boolean, NUL bytes are stripped from text.
+//! Currency, percent and scaled numbers are decimals parsed from the text both APIs send (REST
+//! JSON numbers keep their text: serde_json's `arbitrary_precision`), never through f64; digits
+//! beyond the scale round half away from zero, a value too large for the precision is an error.
 //! A literal `NA`, `N/A`, `null` or `#N/A` stays text: it is never turned into null.
 
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder,
-    RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder,
+    Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
 };
+use arrow::compute::kernels::cast_utils::parse_decimal as arrow_parse_decimal;
+use arrow::datatypes::Decimal128Type;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::NaiveTime;
 
@@ -51,6 +56,7 @@ pub fn arrow_type(kind: ValueKind) -> DataType {
         ValueKind::Boolean => DataType::Boolean,
         ValueKind::Integer => DataType::Int64,
         ValueKind::Double => DataType::Float64,
+        ValueKind::Decimal { precision, scale } => DataType::Decimal128(precision, scale),
         ValueKind::Date => DataType::Date32,
         ValueKind::DateTime => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
     }
@@ -99,6 +105,23 @@ pub fn parse_double(text: &str) -> Result<f64, Invalid> {
         Ok(v) if v.is_finite() => Ok(v),
         _ => Err("expected a number"),
     }
+}
+
+/// A decimal's text (`1234.5`, Java's `1.2345678E7`) → its unscaled value at `scale`: digits
+/// beyond the scale round half away from zero; more integer digits than `precision - scale`
+/// is an error.
+pub fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, Invalid> {
+    // arrow's parser trims whitespace; Salesforce never sends any, so a padded value is bad.
+    if text.is_empty() || text.bytes().any(|b| b.is_ascii_whitespace()) {
+        return Err("expected a decimal number");
+    }
+    arrow_parse_decimal::<Decimal128Type>(text, precision, scale).map_err(|_| {
+        if text.parse::<f64>().is_ok_and(f64::is_finite) {
+            "does not fit the field's precision"
+        } else {
+            "expected a decimal number"
+        }
+    })
 }
 
 /// `yyyy-MM-dd` (a trailing `Z`, seen in older Bulk samples, is accepted) → days since epoch.
@@ -212,6 +235,7 @@ enum Builder {
     Boolean(BooleanBuilder),
     Integer(Int64Builder),
     Double(Float64Builder),
+    Decimal(Decimal128Builder, u8, i8),
     Date(Date32Builder),
     DateTime(TimestampMillisecondBuilder),
 }
@@ -225,6 +249,13 @@ impl Builder {
             ValueKind::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(capacity)),
             ValueKind::Integer => Builder::Integer(Int64Builder::with_capacity(capacity)),
             ValueKind::Double => Builder::Double(Float64Builder::with_capacity(capacity)),
+            ValueKind::Decimal { precision, scale } => Builder::Decimal(
+                Decimal128Builder::with_capacity(capacity)
+                    .with_precision_and_scale(precision, scale)
+                    .expect("ValueKind::decimal checked precision and scale"),
+                precision,
+                scale,
+            ),
             ValueKind::Date => Builder::Date(Date32Builder::with_capacity(capacity)),
             ValueKind::DateTime => Builder::DateTime(
                 TimestampMillisecondBuilder::with_capacity(capacity).with_timezone("UTC"),
@@ -238,6 +269,7 @@ impl Builder {
             Builder::Boolean(b) => b.append_null(),
             Builder::Integer(b) => b.append_null(),
             Builder::Double(b) => b.append_null(),
+            Builder::Decimal(b, ..) => b.append_null(),
             Builder::Date(b) => b.append_null(),
             Builder::DateTime(b) => b.append_null(),
         }
@@ -257,6 +289,9 @@ impl Builder {
             Builder::Boolean(b) => b.append_value(parse_bool(text)?),
             Builder::Integer(b) => b.append_value(parse_int(text)?),
             Builder::Double(b) => b.append_value(parse_double(text)?),
+            Builder::Decimal(b, precision, scale) => {
+                b.append_value(parse_decimal(text, *precision, *scale)?)
+            }
             Builder::Date(b) => b.append_value(parse_date(text)?),
             Builder::DateTime(b) => b.append_value(parse_datetime(text)?),
         }
@@ -278,6 +313,10 @@ impl Builder {
             (J::Number(n), Builder::Double(b)) => {
                 b.append_value(n.as_f64().ok_or("expected a number")?)
             }
+            // The number's own text (arbitrary_precision), not its nearest f64.
+            (J::Number(n), Builder::Decimal(b, precision, scale)) => {
+                b.append_value(parse_decimal(n.as_str(), *precision, *scale)?)
+            }
             (J::Bool(_) | J::Number(_), Builder::Text(b)) if kind == ValueKind::Text => {
                 b.append_value(value.to_string())
             }
@@ -295,6 +334,7 @@ impl Builder {
             Builder::Boolean(b) => Arc::new(b.finish()),
             Builder::Integer(b) => Arc::new(b.finish()),
             Builder::Double(b) => Arc::new(b.finish()),
+            Builder::Decimal(b, ..) => Arc::new(b.finish()),
             Builder::Date(b) => Arc::new(b.finish()),
             Builder::DateTime(b) => Arc::new(b.finish()),
         }
@@ -306,6 +346,7 @@ impl Builder {
             Builder::Boolean(b) => b.len(),
             Builder::Integer(b) => b.len(),
             Builder::Double(b) => b.len(),
+            Builder::Decimal(b, ..) => b.len(),
             Builder::Date(b) => b.len(),
             Builder::DateTime(b) => b.len(),
         }
@@ -618,6 +659,69 @@ mod tests {
             (0..3).map(|i| names.value(i)).collect::<Vec<_>>(),
             ["N/A", "#N/A", "null"]
         );
+    }
+
+    fn money_columns() -> Vec<Column> {
+        let decimal = |precision, scale| ValueKind::Decimal { precision, scale };
+        [
+            ("Id", ValueKind::Text),
+            ("Cost__c", decimal(18, 2)),
+            ("Share__c", decimal(5, 2)),
+            ("Revenue", decimal(18, 0)),
+        ]
+        .into_iter()
+        .map(|(path, kind)| Column {
+            path: path.into(),
+            name: super::super::describe::column_name(path),
+            kind,
+        })
+        .collect()
+    }
+
+    #[test]
+    fn money_is_exact_from_rest_and_bulk() {
+        use arrow::datatypes::Decimal128Type;
+        // 17 significant digits: no f64 holds 1234567890123456.78 (nearest: …456.75).
+        let rest = r#"[
+          {"Id":"a1","Cost__c":1234567890123456.78,"Share__c":12.5,"Revenue":9.9213206E7},
+          {"Id":"a2","Cost__c":0.005,"Share__c":-0.125,"Revenue":null},
+          {"Id":"a3","Cost__c":"19.99","Share__c":100,"Revenue":1.0E17}
+        ]"#;
+        let bulk = "\"Id\",\"Cost__c\",\"Share__c\",\"Revenue\"\n\
+\"a1\",\"1234567890123456.78\",\"12.5\",\"9.9213206E7\"\n\
+\"a2\",\"0.005\",\"-0.125\",\"\"\n\
+\"a3\",\"19.99\",\"100\",\"1.0E17\"\n";
+        let records: Vec<serde_json::Value> = serde_json::from_str(rest).unwrap();
+        let from_rest = rest_records(&money_columns(), &records, "rest").unwrap();
+        let from_bulk = bulk_page(&money_columns(), bulk.as_bytes(), b',', "page").unwrap();
+        assert_eq!(from_rest, from_bulk);
+        assert_eq!(from_rest.schema().field(1).data_type(), &DataType::Decimal128(18, 2));
+        let cost = from_rest.column(1).as_primitive::<Decimal128Type>();
+        assert_eq!(cost.value(0), 123_456_789_012_345_678);
+        // More decimals than the scale round half away from zero.
+        assert_eq!(cost.value(1), 1);
+        assert_eq!(cost.value(2), 1999);
+        let share = from_rest.column(2).as_primitive::<Decimal128Type>();
+        assert_eq!([share.value(0), share.value(1), share.value(2)], [1250, -13, 10_000]);
+        let revenue = from_rest.column(3).as_primitive::<Decimal128Type>();
+        assert_eq!(revenue.value(0), 99_213_206);
+        assert!(revenue.is_null(1));
+        assert_eq!(revenue.value(2), 100_000_000_000_000_000);
+        assert_eq!(cost.value_as_string(0), "1234567890123456.78");
+    }
+
+    #[test]
+    fn a_decimal_too_large_for_its_precision_names_the_record() {
+        let page = "\"Id\",\"Cost__c\",\"Share__c\",\"Revenue\"\n\"a9\",\"1\",\"1234.5\",\"\"\n";
+        let err = bulk_page(&money_columns(), page.as_bytes(), b',', "page 2").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "page 2: record a9, field Share__c: does not fit the field's precision (value \"1234.5\")"
+        );
+        assert_eq!(parse_decimal("1,5", 5, 2), Err("expected a decimal number"));
+        assert_eq!(parse_decimal(" 1", 5, 2), Err("expected a decimal number"));
+        assert_eq!(parse_decimal("NaN", 5, 2), Err("expected a decimal number"));
+        assert_eq!(parse_decimal("-1.5E-1", 5, 2), Ok(-15));
     }
 
     #[test]

@@ -19,6 +19,11 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "engines: reads the lake with other engines (Spark + Hive SerDe); `make test-engines`")
+
+
 # --------------------------------------------------------------------------------------------
 # The binary
 
