@@ -172,7 +172,12 @@ pub struct ConnectSource {
     pub instance: String,
     /// AWS region of the source bucket, when it differs from the default.
     pub region: Option<String>,
+    /// Length of the report's intervals in minutes (15, 30 or 60).
+    pub interval_minutes: u32,
 }
+
+/// The interval of a Connect report unless `source.interval_minutes` says otherwise.
+pub const DEFAULT_INTERVAL_MINUTES: u32 = 30;
 
 /// The two Connect interval reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -374,6 +379,7 @@ struct RawSource {
     report: Option<String>,
     instance: Option<String>,
     region: Option<String>,
+    interval_minutes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -570,11 +576,22 @@ impl RawSource {
             None => None,
         };
         let instance = required(&self.instance, "source.instance", problems);
+        let interval_minutes = match self.interval_minutes {
+            None => Some(DEFAULT_INTERVAL_MINUTES),
+            Some(m @ (15 | 30 | 60)) => Some(m as u32),
+            Some(other) => {
+                problems.push(format!(
+                    "source.interval_minutes: Connect interval reports are 15, 30 or 60 minutes, got {other}"
+                ));
+                None
+            }
+        };
         Some(ConnectSource {
             url: url?.to_string(),
             report: report?,
             instance: instance?.to_string(),
             region: self.region.clone(),
+            interval_minutes: interval_minutes?,
         })
     }
 }
