@@ -378,6 +378,10 @@ fn describe(job: &Job) -> String {
             lines.push(format!("  source.report = {:?}", source.report.name()));
             lines.push(format!("  source.instance = {:?}", source.instance));
             lines.push(format!("  source.lookback_days = {}", source.lookback_days));
+            lines.push(format!(
+                "  source.interval_minutes = {}",
+                source.interval_minutes
+            ));
         }
         JobKind::SalesforceExport(spec) => {
             let sf = &spec.salesforce;
@@ -1013,6 +1017,7 @@ fn print_summary(job: &Job, connect: &ConnectJob<'_>, report: &RunReport) {
             source = %r.reason.source_key,
             line = r.reason.line,
             column = r.reason.column.as_deref(),
+            column_number = r.reason.column_number,
             reason = %r.reason.reason,
             "file rejected"
         );
@@ -1065,9 +1070,10 @@ fn print_summary(job: &Job, connect: &ConnectJob<'_>, report: &RunReport) {
         source.0, source.2, lake.0, lake.1, lake.2
     );
     for r in &report.rejected {
-        let at = match (r.reason.line, &r.reason.column) {
-            (Some(l), Some(c)) => format!("line {l}, column {c:?}: "),
-            (Some(l), None) => format!("line {l}: "),
+        let at = match (r.reason.line, r.reason.column_number, &r.reason.column) {
+            (Some(l), Some(n), Some(c)) => format!("line {l}, column {n} {c:?}: "),
+            (Some(l), None, Some(c)) => format!("line {l}, column {c:?}: "),
+            (Some(l), _, None) => format!("line {l}: "),
             _ => String::new(),
         };
         println!(

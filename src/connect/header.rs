@@ -3,7 +3,10 @@
 //! Headers are matched by a normalized key (lower case, BOM and parentheses removed, runs of
 //! whitespace, `-` and `_` collapsed), so spelling variants and column order never matter.
 
+use std::collections::HashSet;
+
 use super::schema::{HeaderRole, ReportSchema};
+use super::value::{bounded, quoted};
 
 /// Normalizes a header for lookup: `"\u{feff}Contacts handled (connected to agent timestamp)"`
 /// → `"contacts handled connected to agent timestamp"`.
@@ -64,11 +67,21 @@ pub struct FileLayout {
     pub metrics: Vec<Option<usize>>,
     /// Headers not in the map: (CSV column, new column name).
     pub unknown: Vec<(usize, String)>,
-    /// The header text of every CSV column (BOM removed), for error messages.
+    /// The header text of every CSV column (BOM removed, cut to [`HEADER_CHARS`]), for messages.
     pub headers: Vec<String>,
 }
 
-/// Why a header row cannot be used.
+/// Most CSV columns a report file may have; a wider header rejects the file. Connect caps a
+/// report at 80,000 cells, and its metric list is about a hundred columns long.
+pub const MAX_COLUMNS: usize = 2000;
+
+/// Characters of a header kept for messages.
+pub const HEADER_CHARS: usize = 80;
+
+/// Longest column name a header may become (Glue's limit for a column name).
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Why a header row cannot be used. Headers in messages are quoted and cut short.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
     /// No `Queue`/`Agent` column.
@@ -80,16 +93,60 @@ pub enum HeaderError {
     /// No `StartInterval` column (the report was not grouped by interval).
     #[error("no StartInterval column in the header (group the report by Interval)")]
     MissingIntervalStart,
+    /// More columns than [`MAX_COLUMNS`].
+    #[error("the header has {count} columns; a report may have at most {MAX_COLUMNS}")]
+    TooManyColumns {
+        /// Columns in the header.
+        count: usize,
+    },
     /// Two headers map to the same column.
-    #[error("column {header:?} appears twice in the header")]
+    #[error("header {header} (column {number}) maps to column {column}, which an earlier header already fills")]
     Duplicate {
-        /// The repeated header.
+        /// 1-based CSV column.
+        number: usize,
+        /// The repeated header, quoted.
         header: String,
+        /// The column both map to.
+        column: String,
+    },
+    /// An unknown header whose column name is a table column or reserved.
+    #[error("header {header} (column {number}) would become column {column}, which is {owner}; columns are never duplicated or retyped (add the header as an alias in schemas/connect_metrics.toml if it is a spelling of that metric)")]
+    Reserved {
+        /// 1-based CSV column.
+        number: usize,
+        /// The header, quoted.
+        header: String,
+        /// The column name it would become.
+        column: String,
+        /// What holds that name.
+        owner: String,
+    },
+    /// An unknown header cxlake cannot name a column after.
+    #[error("header {header} (column {number}) {problem}")]
+    Unnamable {
+        /// 1-based CSV column.
+        number: usize,
+        /// The header, quoted.
+        header: String,
+        /// What is wrong with it.
+        problem: &'static str,
     },
 }
 
+impl HeaderError {
+    /// The 1-based CSV column to blame, if one is.
+    pub fn column_number(&self) -> Option<usize> {
+        match self {
+            HeaderError::Duplicate { number, .. }
+            | HeaderError::Reserved { number, .. }
+            | HeaderError::Unnamable { number, .. } => Some(*number),
+            _ => None,
+        }
+    }
+}
+
 impl FileLayout {
-    /// Maps a header row onto `schema`.
+    /// Maps a header row onto `schema`. Linear in the number of headers.
     pub fn from_headers<'a>(
         schema: &ReportSchema,
         headers: impl IntoIterator<Item = &'a str>,
@@ -99,21 +156,55 @@ impl FileLayout {
         let mut interval_end = None;
         let mut metrics = vec![None; schema.metrics.len()];
         let mut unknown: Vec<(usize, String)> = Vec::new();
+        let mut unknown_names: HashSet<String> = HashSet::new();
         let mut names = Vec::new();
+        let headers: Vec<&str> = headers.into_iter().collect();
+        if headers.len() > MAX_COLUMNS {
+            return Err(HeaderError::TooManyColumns {
+                count: headers.len(),
+            });
+        }
         for (index, header) in headers.into_iter().enumerate() {
-            names.push(header.trim_start_matches('\u{feff}').to_string());
+            let header = header.trim_start_matches('\u{feff}');
+            names.push(bounded(header, HEADER_CHARS));
+            let number = index + 1;
             let key = normalize_header(header);
-            let slot = match schema.role(&key) {
-                Some(HeaderRole::Grouping) => &mut grouping,
-                Some(HeaderRole::IntervalStart) => &mut interval_start,
-                Some(HeaderRole::IntervalEnd) => &mut interval_end,
-                Some(HeaderRole::Metric(m)) => &mut metrics[m],
+            let (slot, column) = match schema.role(&key) {
+                Some(HeaderRole::Grouping) => (&mut grouping, schema.grouping_column.as_str()),
+                Some(HeaderRole::IntervalStart) => (&mut interval_start, "interval_start"),
+                Some(HeaderRole::IntervalEnd) => (&mut interval_end, "interval_end"),
+                Some(HeaderRole::Metric(m)) => (&mut metrics[m], schema.metrics[m].column.as_str()),
                 None if key.is_empty() => continue,
                 None => {
                     let name = unknown_column_name(header);
-                    if unknown.iter().any(|(_, n)| *n == name) {
+                    let unnamable = |problem| HeaderError::Unnamable {
+                        number,
+                        header: quoted(header.as_bytes()),
+                        problem,
+                    };
+                    if !header.bytes().any(|b| b.is_ascii_alphanumeric()) {
+                        return Err(unnamable(
+                            "has no ASCII letters or digits to name a column after",
+                        ));
+                    }
+                    if name.len() > MAX_NAME_BYTES {
+                        return Err(unnamable(
+                            "is too long for a column name (Glue allows 255 bytes)",
+                        ));
+                    }
+                    if let Some(owner) = schema.reserved(&name) {
+                        return Err(HeaderError::Reserved {
+                            number,
+                            header: quoted(header.as_bytes()),
+                            column: name,
+                            owner: owner.to_string(),
+                        });
+                    }
+                    if !unknown_names.insert(name.clone()) {
                         return Err(HeaderError::Duplicate {
-                            header: header.to_string(),
+                            number,
+                            header: quoted(header.as_bytes()),
+                            column: name,
                         });
                     }
                     unknown.push((index, name));
@@ -122,7 +213,9 @@ impl FileLayout {
             };
             if slot.replace(index).is_some() {
                 return Err(HeaderError::Duplicate {
-                    header: header.trim_start_matches('\u{feff}').to_string(),
+                    number,
+                    header: quoted(header.as_bytes()),
+                    column: column.to_string(),
                 });
             }
         }
@@ -230,5 +323,76 @@ mod tests {
             FileLayout::from_headers(schema, ["Agent", "StartInterval", "Occupancy", "occupancy"]),
             Err(HeaderError::Duplicate { .. })
         ));
+    }
+
+    #[test]
+    fn headers_that_would_become_reserved_or_known_columns_reject_the_file() {
+        let schema = ReportSchema::get(ReportKind::Queue);
+        for (header, column) in [
+            ("Source key", "source_key"),
+            ("Exported at", "exported_at"),
+            ("Instance", "instance"),
+            ("interval_start_local", "interval_start_local"),
+            ("dt", "dt"),
+            ("Intervals", "intervals"),
+            // normalizes to a known count column: would be a second column of another type
+            (
+                "Contacts$agent hung up first",
+                "contacts_agent_hung_up_first",
+            ),
+            // normalizes to a known double column: would be a second column of the same name
+            ("Average handle time!", "average_handle_time_seconds"),
+        ] {
+            let err =
+                FileLayout::from_headers(schema, ["Queue", "StartInterval", header]).unwrap_err();
+            match &err {
+                HeaderError::Reserved {
+                    number, column: c, ..
+                } => {
+                    assert_eq!((*number, c.as_str()), (3, column), "{header}")
+                }
+                other => panic!("{header}: {other:?}"),
+            }
+            assert!(err.to_string().contains(header), "{err}");
+        }
+    }
+
+    #[test]
+    fn two_headers_for_one_column_name_the_second() {
+        let schema = ReportSchema::get(ReportKind::Queue);
+        let err = FileLayout::from_headers(
+            schema,
+            ["Queue", "StartInterval", "Lunch time", "Lunch-time"],
+        )
+        .unwrap_err();
+        assert_eq!(err.column_number(), Some(4));
+        assert!(err.to_string().contains("lunch_time_seconds"), "{err}");
+    }
+
+    #[test]
+    fn unnamable_and_overlong_headers_reject_the_file() {
+        let schema = ReportSchema::get(ReportKind::Queue);
+        let err = FileLayout::from_headers(schema, ["Queue", "StartInterval", "%%%"]).unwrap_err();
+        assert_eq!(err.column_number(), Some(3));
+        let long = "x".repeat(10 << 20);
+        let err = FileLayout::from_headers(schema, ["Queue", "StartInterval", &long]).unwrap_err();
+        assert!(err.to_string().len() < 300, "{}", err.to_string().len());
+    }
+
+    #[test]
+    fn more_columns_than_the_cap_reject_the_file() {
+        let schema = ReportSchema::get(ReportKind::Queue);
+        let names: Vec<String> = (0..MAX_COLUMNS).map(|i| format!("Metric {i}")).collect();
+        let mut headers = vec!["Queue", "StartInterval"];
+        headers.extend(names.iter().map(String::as_str));
+        assert_eq!(
+            FileLayout::from_headers(schema, headers.iter().copied()).unwrap_err(),
+            HeaderError::TooManyColumns {
+                count: MAX_COLUMNS + 2
+            }
+        );
+        let layout =
+            FileLayout::from_headers(schema, headers[..MAX_COLUMNS].iter().copied()).unwrap();
+        assert_eq!(layout.unknown.len(), MAX_COLUMNS - 2);
     }
 }

@@ -12,11 +12,12 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, TryStreamExt};
 
-use super::header::{FileLayout, HeaderError};
+use super::header::{FileLayout, HeaderError, HEADER_CHARS};
 use super::key::ReportKey;
 use super::parse::{self, FileContext, RowError};
 use super::schema::{col, ReportSchema};
 use super::split::{Chunk, RecordChunker};
+use super::value::bounded;
 use crate::exec::cpu;
 use crate::job::{ConnectSource, Job};
 use crate::lake::buffer::{concat_aligned, Evicted, Part, PartitionBuffers, PartitionRows};
@@ -67,6 +68,9 @@ pub enum RunError {
     #[error("spill folder (set TMPDIR to move it): {0}")]
     Spill(#[from] std::io::Error),
 }
+
+/// Longest reject reason kept (stdout, logs, `.error.json`); values inside it are cut shorter.
+const MAX_REASON_CHARS: usize = 300;
 
 /// Compacts evicted partitions in the background, at most `COMPACTIONS_IN_FLIGHT` at a time.
 struct Compactor {
@@ -199,6 +203,8 @@ pub struct ConnectJob<'a> {
     chunk_bytes: usize,
     files_in_flight: usize,
     progress: Option<indicatif::ProgressBar>,
+    /// Partition days rows may land in: the projection range, `projection_start` to tomorrow.
+    days: std::ops::RangeInclusive<i32>,
 }
 
 /// What a [`ConnectJob`] is opened for.
@@ -236,6 +242,7 @@ impl<'a> ConnectJob<'a> {
             chunk_bytes: CHUNK_BYTES,
             files_in_flight: FILES_IN_FLIGHT,
             progress: None,
+            days: projection_days(job, Utc::now()),
         })
     }
 
@@ -458,7 +465,10 @@ impl<'a> ConnectJob<'a> {
                     unknown_columns,
                 } => {
                     report.rows_read += rows;
-                    new_columns.extend(unknown_columns.iter().cloned());
+                    // Only a file that loaded whole, with rows, adds columns.
+                    if *rows > 0 {
+                        new_columns.extend(unknown_columns.iter().cloned());
+                    }
                 }
                 FileOutcome::Rejected(r) => {
                     rejected_sources.push(r.reason.source_key.clone());
@@ -469,8 +479,9 @@ impl<'a> ConnectJob<'a> {
         report.rejected.sort_by(|a, b| a.relative.cmp(&b.relative));
 
         let mut meta = state::load_table_meta(&self.lake, &self.schema.table).await?;
+        let known: std::collections::HashSet<String> = meta.extra_columns.iter().cloned().collect();
         for column in new_columns {
-            if !meta.extra_columns.contains(&column) {
+            if !known.contains(&column) {
                 meta.extra_columns.push(column.clone());
                 report.added_columns.push(column);
             }
@@ -571,15 +582,17 @@ impl<'a> ConnectJob<'a> {
         compactor: &Compactor,
     ) -> Result<FileOutcome, RunError> {
         let source_key: Arc<str> = self.source_key(&key).into();
-        let reject = |line: Option<u64>, column: Option<String>, reason: String| {
+        let reject = |line: Option<u64>, column: Option<(usize, String)>, reason: String| {
+            let (column_number, column) = column.unzip();
             FileOutcome::Rejected(Rejected {
                 file_name: key.file_name().to_string(),
                 relative: key.relative.clone(),
                 reason: RejectReason {
                     source_key: source_key.to_string(),
                     line,
-                    column,
-                    reason,
+                    column: column.map(|c| bounded(&c, HEADER_CHARS)),
+                    column_number: column_number.map(|n| n as u64),
+                    reason: bounded(&reason, MAX_REASON_CHARS),
                 },
             })
         };
@@ -639,7 +652,8 @@ impl<'a> ConnectJob<'a> {
             .await?;
         }
         if let Some(e) = failure {
-            return Ok(reject(Some(e.line), e.column, e.reason));
+            let column = e.column_number.zip(e.column);
+            return Ok(reject(Some(e.line), column, e.reason));
         }
         let Some(ctx) = context else {
             return Ok(reject(
@@ -661,7 +675,7 @@ impl<'a> ConnectJob<'a> {
         key: &ReportKey,
         source_key: &Arc<str>,
         chunk: Chunk,
-    ) -> Result<(FileContext, Vec<u8>, u64), (Option<u64>, Option<String>, String)> {
+    ) -> Result<(FileContext, Vec<u8>, u64), (Option<u64>, Option<(usize, String)>, String)> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -672,13 +686,38 @@ impl<'a> ConnectJob<'a> {
             Ok(false) => return Err((None, None, "the file is empty (no header row)".into())),
             Err(e) => return Err((Some(1), None, format!("unreadable header row: {e}"))),
         }
-        let layout = FileLayout::from_headers(self.schema, header.iter())
-            .map_err(|e: HeaderError| (Some(1), None, e.to_string()))?;
         let mut offset = reader.position().byte() as usize;
         // csv stops after the '\r' of a CRLF header; the data starts after the '\n'.
         if chunk.bytes.get(offset) == Some(&b'\n') {
             offset += 1;
         }
+        // A header row cut short, or ended by something other than a newline, is not a header.
+        match offset.checked_sub(1).map(|last| chunk.bytes[last]) {
+            Some(b'\n') => {}
+            _ if offset >= chunk.bytes.len() => {
+                return Err((
+                    Some(1),
+                    None,
+                    "the file ends inside the header row (no newline after it): a cut-off upload"
+                        .into(),
+                ))
+            }
+            _ => {
+                return Err((
+                    Some(1),
+                    None,
+                    "the header row does not end with a newline (CR-only or broken line ends)"
+                        .into(),
+                ))
+            }
+        }
+        let layout =
+            FileLayout::from_headers(self.schema, header.iter()).map_err(|e: HeaderError| {
+                let column = e
+                    .column_number()
+                    .map(|n| (n, header.get(n - 1).unwrap_or_default().to_string()));
+                (Some(1), column, e.to_string())
+            })?;
         let header_lines = chunk.bytes[..offset]
             .iter()
             .filter(|&&b| b == b'\n')
@@ -691,6 +730,8 @@ impl<'a> ConnectJob<'a> {
             source_key: source_key.clone(),
             exported_at_ms: key.exported_at.timestamp_millis(),
             timezone: self.job.timezone,
+            interval_ms: i64::from(self.source_settings.interval_minutes) * 60_000,
+            days: self.days.clone(),
         };
         let mut data = chunk.bytes;
         data.drain(..offset);
@@ -790,6 +831,19 @@ impl<'a> ConnectJob<'a> {
             .await?;
         Ok(outcomes.into_iter().flatten().collect())
     }
+}
+
+/// Day numbers of the table's partition projection: `projection_start` (the catalog's, or the
+/// default without one) to tomorrow (UTC), as Athena's `NOW+1DAYS`.
+fn projection_days(job: &Job, now: DateTime<Utc>) -> std::ops::RangeInclusive<i32> {
+    let start = job.catalog.as_ref().map_or_else(
+        || {
+            chrono::NaiveDate::parse_from_str(crate::job::DEFAULT_PROJECTION_START, "%Y-%m-%d")
+                .expect("the default projection start is a date")
+        },
+        |c| c.projection_start,
+    );
+    layout::day_number(start)..=layout::day_number(now.date_naive()) + 1
 }
 
 enum FileOutcome {

@@ -15,19 +15,21 @@ use chrono::{DateTime, TimeZone};
 use chrono_tz::Tz;
 
 use super::header::FileLayout;
-use super::schema::{utc_millis, ReportSchema, Unit};
+use super::schema::{utc_millis, Range, ReportSchema, Unit};
 use super::value::{self, ValueError};
 
 const MILLIS_PER_DAY: i64 = 86_400_000;
 
 /// A row that cannot be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}{}: {reason}", column.as_ref().map(|c| format!(", column {c:?}")).unwrap_or_default())]
+#[error("line {line}{}: {reason}", column.as_ref().map(|c| format!(", column {} {c:?}", column_number.unwrap_or_default())).unwrap_or_default())]
 pub struct RowError {
     /// 1-based line in the file.
     pub line: u64,
-    /// Header of the offending column, when one is to blame.
+    /// Header of the offending column (cut short), when one is to blame.
     pub column: Option<String>,
+    /// 1-based CSV column of the offending cell.
+    pub column_number: Option<usize>,
     /// What is wrong.
     pub reason: String,
 }
@@ -49,6 +51,10 @@ pub struct FileContext {
     pub timezone: Tz,
     /// Known columns followed by this file's unknown-header columns.
     pub batch_schema: SchemaRef,
+    /// The report's interval in milliseconds: starts are aligned to it, ends one interval later.
+    pub interval_ms: i64,
+    /// Partition days (since 1970-01-01) a row may land in: the table's projection range.
+    pub days: std::ops::RangeInclusive<i32>,
 }
 
 impl FileContext {
@@ -80,12 +86,26 @@ enum MetricBuilder {
     Text(StringBuilder),
 }
 
-/// Remembers the last interval string: every row of a 30-minute file has the same one.
+impl MetricBuilder {
+    fn append_null(&mut self) {
+        match self {
+            MetricBuilder::Count(b) => b.append_null(),
+            MetricBuilder::Float(b, _) => b.append_null(),
+            MetricBuilder::Text(b) => b.append_null(),
+        }
+    }
+}
+
+/// Remembers the last interval strings: every row of a 30-minute file has the same ones.
 #[derive(Default)]
 struct IntervalCache {
+    /// Whether `raw`/`utc`/`local` hold a checked start.
+    valid: bool,
     raw: Vec<u8>,
     utc: i64,
     local: i64,
+    end_raw: Option<Vec<u8>>,
+    end_utc: i64,
 }
 
 /// Parses the data rows in `chunk` (no header), whose first byte is on line `first_line`.
@@ -120,10 +140,17 @@ pub fn parse_rows(
         .iter()
         .map(|_| Float64Builder::with_capacity(capacity))
         .collect();
-    let mut cache = IntervalCache {
-        utc: i64::MIN,
-        ..Default::default()
-    };
+    let unknown_ranges: Vec<(Range, Range)> = layout
+        .unknown
+        .iter()
+        .map(|(_, name)| {
+            (
+                ctx.schema.unknown_range(name, false),
+                ctx.schema.unknown_range(name, true),
+            )
+        })
+        .collect();
+    let mut cache = IntervalCache::default();
 
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -140,6 +167,7 @@ pub fn parse_rows(
                 return Err(RowError {
                     line: lines.line_at(at),
                     column: None,
+                    column_number: None,
                     reason: format!("malformed CSV: {e}"),
                 });
             }
@@ -152,21 +180,33 @@ pub fn parse_rows(
             return Err(RowError {
                 line,
                 column: None,
+                column_number: None,
                 reason: format!(
                     "row has {} fields but the header has {width} (truncated or extra fields)",
                     record.len()
                 ),
             });
         }
-        let fail = |index: usize, e: ValueError| RowError {
+        let cell_error = |index: usize, reason: String| RowError {
             line,
             column: Some(layout.headers[index].clone()),
-            reason: e.to_string(),
+            column_number: Some(index + 1),
+            reason,
         };
-        let missing = |index: usize, what: &str| RowError {
-            line,
-            column: Some(layout.headers[index].clone()),
-            reason: format!("{what} is empty"),
+        let fail = |index: usize, e: ValueError| cell_error(index, e.to_string());
+        let missing = |index: usize, what: &str| cell_error(index, format!("{what} is empty"));
+        let in_range = |index: usize, value: f64, range: &Range| {
+            if range.contains(value) {
+                Ok(())
+            } else {
+                Err(fail(
+                    index,
+                    ValueError::OutOfRange {
+                        value: value::quoted(record[index].trim_ascii()),
+                        range: range.to_string(),
+                    },
+                ))
+            }
         };
 
         let name =
@@ -174,41 +214,128 @@ pub fn parse_rows(
         names.append_value(name.ok_or_else(|| missing(layout.grouping, "the name"))?);
 
         let raw_start = &record[layout.interval_start];
-        if raw_start != cache.raw.as_slice() {
+        if !cache.valid || raw_start != cache.raw.as_slice() {
+            cache.valid = false;
+            let at = layout.interval_start;
             let utc = value::parse_timestamp_millis(raw_start)
-                .map_err(|e| fail(layout.interval_start, e))?
-                .ok_or_else(|| missing(layout.interval_start, "StartInterval"))?;
+                .map_err(|e| fail(at, e))?
+                .ok_or_else(|| missing(at, "StartInterval"))?;
+            if utc.rem_euclid(ctx.interval_ms) != 0 {
+                return Err(cell_error(
+                    at,
+                    format!(
+                        "StartInterval {} is not on the {}-minute grid of the report (source.interval_minutes)",
+                        value::quoted(raw_start.trim_ascii()),
+                        ctx.interval_ms / 60_000
+                    ),
+                ));
+            }
+            let local = local_millis(utc, ctx.timezone);
+            let day = local.div_euclid(MILLIS_PER_DAY);
+            if !(i64::from(*ctx.days.start())..=i64::from(*ctx.days.end())).contains(&day) {
+                return Err(cell_error(
+                    at,
+                    format!(
+                        "StartInterval {} is outside the table's date range {} to {} (catalog.projection_start to tomorrow)",
+                        value::quoted(raw_start.trim_ascii()),
+                        day_text(*ctx.days.start()),
+                        day_text(*ctx.days.end())
+                    ),
+                ));
+            }
             cache.raw.clear();
             cache.raw.extend_from_slice(raw_start);
             cache.utc = utc;
-            cache.local = local_millis(utc, ctx.timezone);
+            cache.local = local;
+            cache.end_raw = None;
+            cache.valid = true;
         }
         starts.append_value(cache.utc);
         locals.append_value(cache.local);
         days.push(cache.local.div_euclid(MILLIS_PER_DAY) as i32);
         match layout.interval_end {
-            Some(i) => ends
-                .append_option(value::parse_timestamp_millis(&record[i]).map_err(|e| fail(i, e))?),
+            Some(i) => {
+                let raw_end = &record[i];
+                if cache.end_raw.as_deref() != Some(raw_end) {
+                    let end = value::parse_timestamp_millis(raw_end)
+                        .map_err(|e| fail(i, e))?
+                        .ok_or_else(|| missing(i, "EndInterval"))?;
+                    if end <= cache.utc {
+                        return Err(cell_error(
+                            i,
+                            format!(
+                                "EndInterval {} is not after StartInterval {}",
+                                value::quoted(raw_end.trim_ascii()),
+                                value::quoted(cache.raw.trim_ascii())
+                            ),
+                        ));
+                    }
+                    if end - cache.utc != ctx.interval_ms {
+                        return Err(cell_error(
+                            i,
+                            format!(
+                                "the interval {} to {} is not {} minutes long (source.interval_minutes)",
+                                value::quoted(cache.raw.trim_ascii()),
+                                value::quoted(raw_end.trim_ascii()),
+                                ctx.interval_ms / 60_000
+                            ),
+                        ));
+                    }
+                    cache.end_raw = Some(raw_end.to_vec());
+                    cache.end_utc = end;
+                }
+                ends.append_value(cache.end_utc);
+            }
             None => ends.append_null(),
         }
 
-        for (builder, position) in metrics.iter_mut().zip(&layout.metrics) {
-            let raw = position.map_or(&b""[..], |i| &record[i]);
-            let err = |e| fail(position.unwrap_or_default(), e);
+        for ((builder, position), metric) in metrics
+            .iter_mut()
+            .zip(&layout.metrics)
+            .zip(&ctx.schema.metrics)
+        {
+            let Some(i) = *position else {
+                builder.append_null();
+                continue;
+            };
+            let raw = &record[i];
+            let err = |e| fail(i, e);
             match builder {
-                MetricBuilder::Count(b) => b.append_option(value::parse_count(raw).map_err(err)?),
-                MetricBuilder::Float(b, Unit::Percent) => {
-                    b.append_option(value::parse_percent(raw).map_err(err)?)
+                MetricBuilder::Count(b) => {
+                    let v = value::parse_count(raw).map_err(err)?;
+                    if let Some(v) = v {
+                        in_range(i, v as f64, &metric.range)?;
+                    }
+                    b.append_option(v)
                 }
-                MetricBuilder::Float(b, _) => {
-                    b.append_option(value::parse_seconds(raw).map_err(err)?)
+                MetricBuilder::Float(b, unit) => {
+                    let v = match unit {
+                        Unit::Percent => value::parse_percent(raw),
+                        _ => value::parse_seconds(raw),
+                    }
+                    .map_err(err)?;
+                    if let Some(v) = v {
+                        in_range(i, v, &metric.range)?;
+                    }
+                    b.append_option(v)
                 }
                 MetricBuilder::Text(b) => b.append_option(value::parse_text(raw).map_err(err)?),
             }
         }
-        for (builder, (i, _)) in unknown.iter_mut().zip(&layout.unknown) {
-            builder
-                .append_option(value::parse_unknown_metric(&record[*i]).map_err(|e| fail(*i, e))?);
+        for ((builder, (i, _)), (plain, percent)) in
+            unknown.iter_mut().zip(&layout.unknown).zip(&unknown_ranges)
+        {
+            let raw = &record[*i];
+            let v = value::parse_unknown_metric(raw).map_err(|e| fail(*i, e))?;
+            if let Some(v) = v {
+                let range = if raw.trim_ascii().ends_with(b"%") {
+                    percent
+                } else {
+                    plain
+                };
+                in_range(*i, v, range)?;
+            }
+            builder.append_option(v);
         }
     }
 
@@ -245,6 +372,7 @@ pub fn parse_rows(
     let batch = RecordBatch::try_new(ctx.batch_schema.clone(), columns).map_err(|e| RowError {
         line: first_line,
         column: None,
+        column_number: None,
         reason: format!("internal: cannot assemble rows: {e}"),
     })?;
     Ok(split_by_day(batch, &days))
@@ -280,6 +408,11 @@ impl<'a> LineCounter<'a> {
         }
         self.line
     }
+}
+
+/// `YYYY-MM-DD` of a day number.
+fn day_text(day: i32) -> String {
+    crate::lake::layout::day_string(day)
 }
 
 /// Wall-clock milliseconds of `utc_ms` in `tz` (the same instant for UTC).
@@ -342,6 +475,8 @@ mod tests {
             source_key: "file://r/q-2024-03-10T16:30:00Z.csv".into(),
             exported_at_ms: 1_710_088_200_000,
             timezone: tz,
+            interval_ms: 30 * 60_000,
+            days: 17_167..=40_000, // 2017-01-01 ..= 2079
         }
     }
 
@@ -470,5 +605,86 @@ mod tests {
         assert_eq!(wall(locals.value(0)), "2024-03-10 00:00:00");
         assert_eq!(wall(locals.value(1)), "2024-03-10 03:00:00");
         assert_eq!(wall(locals.value(2)), "2024-03-10 23:30:00");
+    }
+
+    fn reject_reason(headers: &[&str], rows: &[u8]) -> RowError {
+        parse_rows(&context(headers, Tz::UTC), rows, 2).unwrap_err()
+    }
+
+    #[test]
+    fn empty_start_interval_in_the_first_row_is_rejected() {
+        let err = reject_reason(&["Queue", "StartInterval"], b"A,\nB,2024-03-10T16:00:00Z\n");
+        assert_eq!((err.line, err.column_number), (2, Some(2)));
+        assert!(
+            err.reason.contains("StartInterval is empty"),
+            "{}",
+            err.reason
+        );
+        let err = reject_reason(&["Queue", "StartInterval"], b"A,-\n");
+        assert!(err.reason.contains("empty"), "{}", err.reason);
+    }
+
+    #[test]
+    fn intervals_follow_the_report_grid() {
+        let h = &["Queue", "StartInterval", "EndInterval"];
+        for (row, words) in [
+            ("A,2024-03-10T16:10:00Z,2024-03-10T16:40:00Z\n", "grid"),
+            ("A,2024-03-10T16:00:00.001Z,2024-03-10T16:30:00Z\n", "grid"),
+            ("A,2024-03-10T16:00:00Z,2024-03-10T15:30:00Z\n", "not after"),
+            ("A,2024-03-10T16:00:00Z,2024-03-10T16:00:00Z\n", "not after"),
+            (
+                "A,2024-03-10T16:00:00Z,2024-03-10T21:00:00Z\n",
+                "not 30 minutes",
+            ),
+            ("A,2024-03-10T16:00:00Z,-\n", "EndInterval is empty"),
+            (
+                "A,0000-01-01T00:00:00Z,0000-01-01T00:30:00Z\n",
+                "date range",
+            ),
+            (
+                "A,2016-12-31T23:30:00Z,2017-01-01T00:00:00Z\n",
+                "date range",
+            ),
+            (
+                "A,9999-12-31T23:00:00Z,9999-12-31T23:30:00Z\n",
+                "date range",
+            ),
+        ] {
+            let err = reject_reason(h, row.as_bytes());
+            assert!(err.reason.contains(words), "{row:?}: {}", err.reason);
+            assert!(err.column_number.is_some(), "{err}");
+        }
+        // 15-minute reports
+        let mut ctx = context(h, Tz::UTC);
+        ctx.interval_ms = 15 * 60_000;
+        assert!(parse_rows(&ctx, b"A,2024-03-10T16:15:00Z,2024-03-10T16:30:00Z\n", 2).is_ok());
+        assert!(parse_rows(&ctx, b"A,2024-03-10T16:00:00Z,2024-03-10T16:30:00Z\n", 2).is_err());
+    }
+
+    #[test]
+    fn values_outside_their_unit_range_name_the_cell() {
+        let s = "2024-03-10T16:00:00Z,2024-03-10T16:30:00Z";
+        for (row, column) in [
+            (format!("A,{s},-1,2,3%,4"), "Contacts handled"),
+            (format!("A,{s},1,-0.5,3%,4"), "Average handle time"),
+            (format!("A,{s},1,2,100.01%,4"), "Service level 20 seconds"),
+            (format!("A,{s},1,2,-1%,4"), "Service level 20 seconds"),
+            (format!("A,{s},1,2,3%,-4"), "Coffee break time"),
+            (format!("A,{s},1,2,3%,1e400"), "Coffee break time"),
+        ] {
+            let err = reject_reason(HEADERS, format!("{row}\n").as_bytes());
+            assert_eq!(err.column.as_deref(), Some(column), "{row}: {err}");
+            assert_eq!(err.line, 2);
+        }
+        let err = reject_reason(HEADERS, format!("A,{s},-1,2,3%,4\n").as_bytes());
+        assert!(
+            err.reason.contains("\"-1\"") && err.reason.contains("at least 0"),
+            "{}",
+            err.reason
+        );
+        // an unknown plain number may be negative; an unknown percentage may not leave 0-100
+        let ctx = context(&["Queue", "StartInterval", "Frobnication ratio"], Tz::UTC);
+        assert!(parse_rows(&ctx, b"A,2024-03-10T16:00:00Z,-0.5\n", 2).is_ok());
+        assert!(parse_rows(&ctx, b"A,2024-03-10T16:00:00Z,101%\n", 2).is_err());
     }
 }

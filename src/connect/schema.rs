@@ -43,9 +43,69 @@ impl Unit {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MetricsFile {
+    reserved: Vec<String>,
+    units: UnitRanges,
     intervals: IntervalHeaders,
     report: HashMap<String, ReportDef>,
     metric: Vec<MetricDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnitRanges {
+    count: RangeDef,
+    seconds: RangeDef,
+    percent: RangeDef,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeDef {
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+impl RangeDef {
+    /// This range with the bounds `over` sets replaced.
+    fn overridden_by(self, over: RangeDef) -> Range {
+        Range {
+            min: over.min.or(self.min).unwrap_or(f64::NEG_INFINITY),
+            max: over.max.or(self.max).unwrap_or(f64::INFINITY),
+        }
+    }
+}
+
+/// The inclusive range a metric's values must be in (from `schemas/connect_metrics.toml`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Range {
+    /// Smallest allowed value.
+    pub min: f64,
+    /// Largest allowed value.
+    pub max: f64,
+}
+
+impl Range {
+    /// Any finite number.
+    pub const ANY: Range = Range {
+        min: f64::NEG_INFINITY,
+        max: f64::INFINITY,
+    };
+
+    /// Whether `value` is within the range.
+    pub fn contains(&self, value: f64) -> bool {
+        (self.min..=self.max).contains(&value)
+    }
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.min.is_finite(), self.max.is_finite()) {
+            (true, true) => write!(f, "between {} and {}", self.min, self.max),
+            (true, false) => write!(f, "at least {}", self.min),
+            (false, true) => write!(f, "at most {}", self.max),
+            (false, false) => write!(f, "finite"),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +133,10 @@ struct MetricDef {
     reports: Vec<String>,
     #[serde(default)]
     aliases: Vec<String>,
+    #[serde(default)]
+    min: Option<f64>,
+    #[serde(default)]
+    max: Option<f64>,
 }
 
 /// A metric column of a report table.
@@ -84,6 +148,8 @@ pub struct Metric {
     pub column: String,
     /// Parse rule and type.
     pub unit: Unit,
+    /// Allowed values (numbers only; [`Range::ANY`] for text).
+    pub range: Range,
 }
 
 /// What a normalized header means in a report.
@@ -115,6 +181,12 @@ pub struct ReportSchema {
     /// Known metrics, in table order.
     pub metrics: Vec<Metric>,
     headers: HashMap<String, HeaderRole>,
+    /// Column names a header may not become → what holds the name (for messages).
+    reserved: HashMap<String, String>,
+    /// Range of the `seconds` unit, for unknown time columns.
+    seconds_range: Range,
+    /// Range of the `percent` unit, for unknown cells written with `%`.
+    percent_range: Range,
 }
 
 /// Index of the fixed columns in every interval table.
@@ -171,6 +243,12 @@ impl ReportSchema {
         for h in &file.intervals.end {
             headers.insert(normalize_header(h), HeaderRole::IntervalEnd);
         }
+        let unit_range = |unit: Unit| match unit {
+            Unit::Count => file.units.count,
+            Unit::Seconds => file.units.seconds,
+            Unit::Percent => file.units.percent,
+            Unit::Text => RangeDef::default(),
+        };
         let mut metrics = Vec::new();
         for m in file
             .metric
@@ -185,7 +263,38 @@ impl ReportSchema {
                 header: m.header.clone(),
                 column: m.column.clone(),
                 unit: m.unit,
+                range: unit_range(m.unit).overridden_by(RangeDef {
+                    min: m.min,
+                    max: m.max,
+                }),
             });
+        }
+        let mut reserved: HashMap<String, String> = file
+            .reserved
+            .iter()
+            .map(|name| {
+                (
+                    name.clone(),
+                    "reserved for the partition or roll-up tables".into(),
+                )
+            })
+            .collect();
+        reserved.insert(
+            def.grouping_column.clone(),
+            format!("the {} name column", report.name()),
+        );
+        for (column, what) in [
+            ("instance", "the instance column"),
+            ("interval_start", "the StartInterval column"),
+            ("interval_end", "the EndInterval column"),
+            ("interval_start_local", "the local interval start"),
+            (SOURCE_KEY, "a lineage column"),
+            (EXPORTED_AT, "a lineage column"),
+        ] {
+            reserved.insert(column.into(), what.into());
+        }
+        for m in &metrics {
+            reserved.insert(m.column.clone(), format!("the known metric {:?}", m.header));
         }
         ReportSchema {
             report,
@@ -195,6 +304,25 @@ impl ReportSchema {
             grouping_column: def.grouping_column.clone(),
             metrics,
             headers,
+            reserved,
+            seconds_range: file.units.seconds.overridden_by(RangeDef::default()),
+            percent_range: file.units.percent.overridden_by(RangeDef::default()),
+        }
+    }
+
+    /// What already holds column name `column` (a table column or a reserved name), if anything.
+    pub fn reserved(&self, column: &str) -> Option<&str> {
+        self.reserved.get(column).map(String::as_str)
+    }
+
+    /// The range of values of a column added for an unknown header, from its name and the cell.
+    pub fn unknown_range(&self, column: &str, percent_cell: bool) -> Range {
+        if percent_cell {
+            self.percent_range
+        } else if column.ends_with("_seconds") {
+            self.seconds_range
+        } else {
+            Range::ANY
         }
     }
 

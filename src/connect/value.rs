@@ -6,23 +6,57 @@ use chrono::{DateTime, Datelike, NaiveDate};
 /// `NaiveDate::num_days_from_ce()` of 1970-01-01.
 const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
-/// Why a cell could not be parsed.
+/// Characters of a cell quoted in a message; longer cells are cut (messages stay one short line).
+pub const QUOTED_CHARS: usize = 40;
+
+/// Why a cell could not be parsed. Each variant holds the cell [`quoted`] (bounded).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
     /// Not an integer.
-    #[error("expected an integer count, got {0:?}")]
+    #[error("expected an integer count, got {0}")]
     Count(String),
     /// Not a number (or `hh:mm:ss`).
-    #[error("expected a number, got {0:?}")]
+    #[error("expected a number, got {0}")]
     Number(String),
     /// Not an ISO 8601 instant.
-    #[error(
-        "expected an ISO 8601 timestamp with a zone (e.g. 2024-03-10T16:00:00.000Z), got {0:?}"
-    )]
+    #[error("expected an ISO 8601 timestamp with a zone (e.g. 2024-03-10T16:00:00.000Z), got {0}")]
     Timestamp(String),
     /// Not valid UTF-8.
     #[error("text is not valid UTF-8")]
     Utf8,
+    /// A number outside its unit's range (schemas/connect_metrics.toml).
+    #[error("{value} is out of range: must be {range}")]
+    OutOfRange {
+        /// The cell, quoted.
+        value: String,
+        /// The rule, e.g. `between 0 and 100`.
+        range: String,
+    },
+}
+
+/// A cell for a message: Rust-quoted, invalid UTF-8 replaced, cut after [`QUOTED_CHARS`]
+/// characters with the full size noted: `"abc…" (10485760 bytes)`.
+pub fn quoted(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    match text.char_indices().nth(QUOTED_CHARS) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => {
+            let cut_text = format!("{}…", &text[..cut]);
+            format!("{cut_text:?} ({} bytes)", raw.len())
+        }
+    }
+}
+
+/// `text` cut to at most `max` characters, the last one `…` when cut.
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.char_indices().nth(max).is_none() {
+        return text.to_string();
+    }
+    let cut = text
+        .char_indices()
+        .nth(max.saturating_sub(1))
+        .map_or(text.len(), |(i, _)| i);
+    format!("{}…", &text[..cut])
 }
 
 /// Trims ASCII whitespace and maps the "no data" markers to `None`.
@@ -32,7 +66,7 @@ fn present(raw: &[u8]) -> Option<&[u8]> {
 }
 
 fn lossy(raw: &[u8]) -> String {
-    String::from_utf8_lossy(raw).into_owned()
+    quoted(raw)
 }
 
 /// A count: `12`, `-`/blank → null. A zero fraction (`12.00`) is accepted; `1,234` or `1.5` are not.
@@ -115,18 +149,27 @@ fn parse_number(s: &[u8], raw: &[u8]) -> Result<f64, ValueError> {
     value.ok_or_else(|| ValueError::Number(lossy(raw)))
 }
 
+/// `h+:mm:ss[.f+]`, digits only; hours that overflow are an error, never a wrap.
 fn parse_clock(s: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(s).ok()?;
     let mut parts = text.split(':');
     let (h, m, sec) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || m.len() != 2 || !sec.starts_with(|c: char| c.is_ascii_digit()) {
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let (whole, frac) = sec.split_once('.').unwrap_or((sec, "0"));
+    if parts.next().is_some() || !digits(h) || m.len() != 2 || !digits(m) {
+        return None;
+    }
+    if whole.len() != 2 || !digits(whole) || !digits(frac) {
         return None;
     }
     let hours: u64 = h.parse().ok()?;
     let minutes: u64 = m.parse().ok()?;
     let seconds: f64 = sec.parse().ok()?;
-    (minutes < 60 && (0.0..60.0).contains(&seconds))
-        .then(|| (hours * 3600 + minutes * 60) as f64 + seconds)
+    if minutes >= 60 || !(0.0..60.0).contains(&seconds) {
+        return None;
+    }
+    let whole_seconds = hours.checked_mul(3600)?.checked_add(minutes * 60)?;
+    Some(whole_seconds as f64 + seconds)
 }
 
 /// An ISO 8601 instant with a zone → milliseconds since the epoch (UTC).
@@ -141,6 +184,8 @@ pub fn parse_timestamp_millis(raw: &[u8]) -> Result<Option<i64>, ValueError> {
     std::str::from_utf8(s)
         .ok()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        // Sub-millisecond digits would be cut off silently (and could hide an off-grid start).
+        .filter(|dt| dt.timestamp_subsec_nanos() % 1_000_000 == 0)
         .map(|dt| Some(dt.timestamp_millis()))
         .ok_or_else(|| ValueError::Timestamp(lossy(raw)))
 }
@@ -267,6 +312,7 @@ mod tests {
             &b"2024-03-10 16:00"[..],
             b"2024-03-10T16:00:00",
             b"2024-02-30T00:00:00Z",
+            b"2024-03-10T16:00:00.000230Z",
             b"yesterday",
         ] {
             assert!(
@@ -284,5 +330,41 @@ mod tests {
             Ok(Some("Köln Überlauf"))
         );
         assert_eq!(parse_text(b"\xff\xfe"), Err(ValueError::Utf8));
+    }
+
+    #[test]
+    fn clock_hours_that_overflow_are_an_error_not_a_wrap() {
+        // 5124095576030432 h × 3600 overflows u64; release builds would wrap without a check.
+        assert!(parse_seconds(b"5124095576030432:00:00").is_err());
+        assert!(parse_seconds(b"99999999999999999999:00:00").is_err());
+        assert_eq!(parse_seconds(b"100:00:00"), Ok(Some(360_000.0)));
+        assert_eq!(parse_seconds(b"0:00:01.5"), Ok(Some(1.5)));
+        for bad in [
+            &b"+1:00:00"[..],
+            b"1:00:1e1",
+            b"1:00:5",
+            b"1:0a:00",
+            b"-1:00:00",
+        ] {
+            assert!(
+                parse_seconds(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn messages_quote_cells_cut_short() {
+        let huge = vec![b'x'; 10 << 20];
+        let q = quoted(&huge);
+        assert!(q.len() < 80, "{q}");
+        assert!(q.contains("10485760 bytes"), "{q}");
+        let e = parse_count(&huge).unwrap_err().to_string();
+        assert!(e.len() < 120, "{e}");
+        assert_eq!(quoted(b"abc"), "\"abc\"");
+        assert_eq!(bounded("abcdef", 4), "abc…");
+        assert_eq!(bounded("abcd", 4), "abcd");
+        assert_eq!(bounded("ääää", 4), "ääää");
     }
 }

@@ -183,6 +183,12 @@ pub struct ConnectSource {
 pub const DEFAULT_LOOKBACK_DAYS: u32 = 3;
 /// The longest lookback a job may set (the state remembers every object within it).
 pub const MAX_LOOKBACK_DAYS: i64 = 90;
+    /// Length of the report's intervals in minutes (15, 30 or 60).
+    pub interval_minutes: u32,
+}
+
+/// The interval of a Connect report unless `source.interval_minutes` says otherwise.
+pub const DEFAULT_INTERVAL_MINUTES: u32 = 30;
 
 /// The two Connect interval reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -408,6 +414,7 @@ struct RawSource {
     instance: Option<String>,
     region: Option<String>,
     lookback_days: Option<i64>,
+    interval_minutes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -615,12 +622,23 @@ impl RawSource {
                 None
             }
         };
+        let interval_minutes = match self.interval_minutes {
+            None => Some(DEFAULT_INTERVAL_MINUTES),
+            Some(m @ (15 | 30 | 60)) => Some(m as u32),
+            Some(other) => {
+                problems.push(format!(
+                    "source.interval_minutes: Connect interval reports are 15, 30 or 60 minutes, got {other}"
+                ));
+                None
+            }
+        };
         Some(ConnectSource {
             url: url?.to_string(),
             report: report?,
             instance: instance?.to_string(),
             region: self.region.clone(),
             lookback_days: lookback_days?,
+            interval_minutes: interval_minutes?,
         })
     }
 }

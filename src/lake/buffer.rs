@@ -156,10 +156,14 @@ pub fn union_schema<'a>(schemas: impl IntoIterator<Item = &'a SchemaRef>) -> Sch
         return Arc::new(Schema::empty());
     };
     let mut fields: Vec<Arc<Field>> = first.fields().iter().cloned().collect();
+    let mut names: HashSet<String> = fields.iter().map(|f| f.name().clone()).collect();
     let mut changed = false;
     for schema in iter {
+        if Arc::ptr_eq(schema, first) {
+            continue;
+        }
         for field in schema.fields() {
-            if !fields.iter().any(|f| f.name() == field.name()) {
+            if names.insert(field.name().clone()) {
                 fields.push(field.clone());
                 changed = true;
             }

@@ -91,8 +91,9 @@ pub fn without_sources(
         .as_any()
         .downcast_ref::<arrow::array::StringArray>()
         .expect("source column is Utf8");
+    let rejected: std::collections::HashSet<&str> = rejected.iter().map(String::as_str).collect();
     let mask: arrow::array::BooleanArray = (0..sources.len())
-        .map(|i| Some(!rejected.iter().any(|r| r == sources.value(i))))
+        .map(|i| Some(!rejected.contains(sources.value(i))))
         .collect();
     Ok(arrow::compute::filter_record_batch(batch, &mask)?)
 }

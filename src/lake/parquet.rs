@@ -321,18 +321,29 @@ pub fn align(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Par
             batch.columns().to_vec(),
         )?);
     }
+    // One name → index map per call: looking each field up by name would be quadratic in columns.
+    let by_name: std::collections::HashMap<&str, usize> = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .enumerate()
+        .rev() // the first of two equal names wins, as `column_by_name` does
+        .map(|(i, f)| (f.name().as_str(), i))
+        .collect();
     let columns = schema
         .fields()
         .iter()
-        .map(|field| match batch.column_by_name(field.name()) {
-            Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
-            Some(column) => Err(ParquetError::TypeChanged {
-                column: field.name().clone(),
-                stored: column.data_type().to_string(),
-                expected: field.data_type().to_string(),
-            }),
-            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
-        })
+        .map(
+            |field| match by_name.get(field.name().as_str()).map(|&i| batch.column(i)) {
+                Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
+                Some(column) => Err(ParquetError::TypeChanged {
+                    column: field.name().clone(),
+                    stored: column.data_type().to_string(),
+                    expected: field.data_type().to_string(),
+                }),
+                None => Ok(new_null_array(field.data_type(), batch.num_rows())),
+            },
+        )
         .collect::<Result<Vec<ArrayRef>, _>>()?;
     let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     Ok(RecordBatch::try_new_with_options(

@@ -753,6 +753,7 @@ impl<'a> PushbackJob<'a> {
             source_key: format!("{} upsert into {object}", self.job.name),
             line: None,
             column: None,
+            column_number: None,
             reason: format!(
                 "{} records rejected by Salesforce; first: {first}",
                 failed.len()

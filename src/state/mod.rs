@@ -90,6 +90,9 @@ pub struct RejectReason {
     pub line: Option<u64>,
     /// The column header, when a column is to blame.
     pub column: Option<String>,
+    /// The 1-based CSV column, when a column is to blame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column_number: Option<u64>,
     /// What is wrong.
     pub reason: String,
 }
