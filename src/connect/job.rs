@@ -449,6 +449,7 @@ impl<'a> ConnectJob<'a> {
                     source_key: self.source_key(key),
                     line: None,
                     column: None,
+                    column_number: None,
                     reason: format!(
                         "the time in the file name, {}, is more than one interval in the future; the file is not loaded and does not move the watermark",
                         key.exported_at.format("%Y-%m-%dT%H:%M:%SZ")

@@ -177,15 +177,14 @@ pub struct ConnectSource {
     /// Days before the watermark that a scheduled run lists again, loading every report it
     /// has not processed or that changed since (late and re-exported files).
     pub lookback_days: u32,
+    /// Length of the report's intervals in minutes (15, 30 or 60).
+    pub interval_minutes: u32,
 }
 
 /// Scheduled runs re-list this many days before the watermark unless the job sets `lookback_days`.
 pub const DEFAULT_LOOKBACK_DAYS: u32 = 3;
 /// The longest lookback a job may set (the state remembers every object within it).
 pub const MAX_LOOKBACK_DAYS: i64 = 90;
-    /// Length of the report's intervals in minutes (15, 30 or 60).
-    pub interval_minutes: u32,
-}
 
 /// The interval of a Connect report unless `source.interval_minutes` says otherwise.
 pub const DEFAULT_INTERVAL_MINUTES: u32 = 30;
