@@ -28,8 +28,6 @@ use crate::lake::{layout, Access, Location, StoreError};
 use crate::state::{self, JobState, RejectReason, SeenObject, StateError, TableMeta};
 use crate::window::Window;
 
-/// How long one report file covers; the name's time is the end of it.
-const REPORT_SPAN: Duration = Duration::minutes(30);
 /// Record-aligned chunks of this size are parsed in parallel.
 const CHUNK_BYTES: usize = 4 << 20;
 /// Chunks of one file parsed at the same time.
@@ -219,6 +217,11 @@ pub enum OpenMode {
 }
 
 impl<'a> ConnectJob<'a> {
+    /// How long one report file covers (the job's interval); the name's time is the end of it.
+    fn report_span(&self) -> Duration {
+        Duration::minutes(i64::from(self.source_settings.interval_minutes))
+    }
+
     /// Opens the source and the lake for `mode`.
     pub async fn open(
         job: &'a Job,
@@ -284,7 +287,7 @@ impl<'a> ConnectJob<'a> {
     pub async fn plan(&self, window: Window) -> Result<Plan, RunError> {
         let mut job_state = state::load_job_state(&self.lake, &self.job.name).await?;
         let now = Utc::now();
-        let latest_plausible = now + REPORT_SPAN;
+        let latest_plausible = now + self.report_span();
         let mut state_repaired = false;
         if let Some(mark) = job_state.watermark.filter(|w| *w > latest_plausible) {
             // Written by a version that trusted file names: a name in the future would
@@ -363,8 +366,8 @@ impl<'a> ConnectJob<'a> {
                 }
                 in_window && (previous.is_none() || changed)
             } else {
-                // The file covers [t - 30 min, t): select it when that overlaps the window.
-                let covered_start = key.exported_at - REPORT_SPAN;
+                // The file covers [t - interval, t): select it when that overlaps the window.
+                let covered_start = key.exported_at - self.report_span();
                 window.start.is_none_or(|s| key.exported_at > s)
                     && window.end.is_none_or(|e| covered_start < e)
             };
@@ -397,7 +400,7 @@ impl<'a> ConnectJob<'a> {
 
     /// The partition a file is expected to land in, from its name (rows decide in the end).
     pub fn expected_dt(&self, key: &ReportKey) -> String {
-        let covered = (key.exported_at - REPORT_SPAN).timestamp_millis();
+        let covered = (key.exported_at - self.report_span()).timestamp_millis();
         let local = parse::local_millis(covered, self.job.timezone);
         layout::day_string(local.div_euclid(86_400_000) as i32)
     }
