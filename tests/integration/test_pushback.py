@@ -24,7 +24,7 @@ def pushback_job(directory, emulator_url, *, key="lambda", bulk_threshold=1000, 
     creds = directory / "sf-credentials.json"
     creds.write_text(json.dumps(credentials))
     pushback = {"report": "queue", "namespace": "amazonconnect", "key": key, "bulk_threshold": bulk_threshold}
-    if region:
+    if region is not None:
         pushback["region"] = region
     return write_job(directory, file, job={"name": "pushback-queue", "kind": "salesforce-pushback", "timezone": "UTC"},
                      salesforce={"login_url": emulator_url, "auth": "client-credentials",
