@@ -1000,7 +1000,10 @@ async fn print_schema(job: &Job) -> Result<(), Failure> {
                 "partitioned by dt string, YYYY-MM-DD in {}",
                 job.timezone.name()
             );
-            print!("{}", schema_listing(&connect.table().table, &heading, &schema));
+            print!(
+                "{}",
+                schema_listing(&connect.table().table, &heading, &schema)
+            );
         }
         JobKind::IntervalRollup(spec) => {
             let rollup = RollupJob::open(job, spec.report, &spec.grains, true)

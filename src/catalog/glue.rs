@@ -285,7 +285,11 @@ pub async fn register_partitions(
             if code != "AlreadyExistsException" {
                 return Err(CatalogError::Glue {
                     operation: "BatchCreatePartition",
-                    target: format!("{} partition {}", def.name, error.partition_values().join("/")),
+                    target: format!(
+                        "{} partition {}",
+                        def.name,
+                        error.partition_values().join("/")
+                    ),
                     message: format!(
                         "{code}: {}",
                         detail.and_then(|d| d.error_message()).unwrap_or_default()

@@ -26,9 +26,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{ColumnOrder, Compression, Type as PhysicalType, ZstdLevel};
+use parquet::basic::{LogicalType, Repetition};
 use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::basic::{LogicalType, Repetition};
 use parquet::schema::types::{ColumnPath, SchemaDescriptor, Type as SchemaType};
 
 /// Encoding and decoding errors.
@@ -98,7 +98,8 @@ pub fn writer_properties_for(batch: &RecordBatch) -> WriterProperties {
     }
     let mut builder = writer_properties(batch.schema_ref()).into_builder();
     for name in nan_columns {
-        builder = builder.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
+        builder =
+            builder.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
     }
     builder.build()
 }
@@ -137,13 +138,17 @@ pub fn parquet_schema(schema: &Schema) -> Result<SchemaDescriptor, ParquetError>
         } else {
             Repetition::REQUIRED
         };
-        let decimal = SchemaType::primitive_type_builder(field.name(), PhysicalType::FIXED_LEN_BYTE_ARRAY)
-            .with_repetition(repetition)
-            .with_length(decimal_width(*precision))
-            .with_logical_type(Some(LogicalType::decimal(i32::from(*scale), i32::from(*precision))))
-            .with_precision(i32::from(*precision))
-            .with_scale(i32::from(*scale))
-            .build()?;
+        let decimal =
+            SchemaType::primitive_type_builder(field.name(), PhysicalType::FIXED_LEN_BYTE_ARRAY)
+                .with_repetition(repetition)
+                .with_length(decimal_width(*precision))
+                .with_logical_type(Some(LogicalType::decimal(
+                    i32::from(*scale),
+                    i32::from(*precision),
+                )))
+                .with_precision(i32::from(*precision))
+                .with_scale(i32::from(*scale))
+                .build()?;
         fields.push(Arc::new(decimal));
     }
     let root = SchemaType::group_type_builder(root.name())
@@ -189,7 +194,9 @@ pub fn hive_compatible_file<F: Read + Write + Seek>(file: &mut F) -> Result<(), 
     let size = file.seek(SeekFrom::End(0)).map_err(io)?;
     let size = usize::try_from(size).map_err(|_| ParquetError::Footer("file too large".into()))?;
     if size < 12 {
-        return Err(ParquetError::Footer(format!("{size} bytes is not a Parquet file")));
+        return Err(ParquetError::Footer(format!(
+            "{size} bytes is not a Parquet file"
+        )));
     }
     let mut tail = [0u8; 8];
     file.seek(SeekFrom::Start((size - 8) as u64)).map_err(io)?;
@@ -299,7 +306,9 @@ pub fn hive_compatible_footer(footer: &mut [u8]) -> Result<(), ParquetError> {
         }
     });
     if !(same && classic) {
-        return Err(unexpected("the rewritten footer does not decode to the same metadata"));
+        return Err(unexpected(
+            "the rewritten footer does not decode to the same metadata",
+        ));
     }
     Ok(())
 }
@@ -361,7 +370,11 @@ mod tests {
         for i in 0..columns {
             fields.push(Field::new(format!("m{i}_seconds"), DataType::Float64, true));
             let last = if with_nan { f64::NAN } else { 2.5 };
-            arrays.push(Arc::new(Float64Array::from(vec![Some(-1.0), None, Some(last)])));
+            arrays.push(Arc::new(Float64Array::from(vec![
+                Some(-1.0),
+                None,
+                Some(last),
+            ])));
         }
         RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
     }
@@ -382,14 +395,20 @@ mod tests {
             let file = meta.file_metadata();
             for i in 0..file.schema_descr().num_columns() {
                 let order = file.column_order(i);
-                assert!(matches!(order, ColumnOrder::TYPE_DEFINED_ORDER(_)), "{i}: {order:?}");
+                assert!(
+                    matches!(order, ColumnOrder::TYPE_DEFINED_ORDER(_)),
+                    "{i}: {order:?}"
+                );
             }
             assert_eq!(decode(Bytes::from(bytes)).unwrap(), vec![input]);
             let stats = meta.row_group(0).column(2).statistics().unwrap();
             let Statistics::Double(stats) = stats else {
                 panic!("{stats:?}")
             };
-            assert_eq!((stats.min_opt(), stats.max_opt()), (Some(&-1.0), Some(&2.5)));
+            assert_eq!(
+                (stats.min_opt(), stats.max_opt()),
+                (Some(&-1.0), Some(&2.5))
+            );
         }
     }
 
@@ -406,9 +425,8 @@ mod tests {
             Field::new("cost", DataType::Decimal128(18, 2), true),
             Field::new("share", DataType::Decimal128(5, 2), true),
         ]);
-        let input =
-            RecordBatch::try_new(Arc::new(schema), vec![Arc::new(values), Arc::new(small)])
-                .unwrap();
+        let input = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(values), Arc::new(small)])
+            .unwrap();
         let bytes = encode(&input).unwrap();
         let meta = metadata(&bytes);
         let columns = meta.file_metadata().schema_descr();

@@ -120,7 +120,9 @@ impl ValueKind {
 
     /// `Decimal(p, s)` when Arrow and Glue can hold it exactly (1 ≤ p ≤ 38, 0 ≤ s ≤ p).
     pub fn decimal(precision: u32, scale: i32) -> Option<ValueKind> {
-        let precision = u8::try_from(precision).ok().filter(|p| (1..=38).contains(p))?;
+        let precision = u8::try_from(precision)
+            .ok()
+            .filter(|p| (1..=38).contains(p))?;
         let scale = i8::try_from(scale)
             .ok()
             .filter(|s| *s >= 0 && *s as u8 <= precision)?;

@@ -666,14 +666,20 @@ mod tests {
         let from_rest = rest_records(&money_columns(), &records, "rest").unwrap();
         let from_bulk = bulk_page(&money_columns(), bulk.as_bytes(), b',', "page").unwrap();
         assert_eq!(from_rest, from_bulk);
-        assert_eq!(from_rest.schema().field(1).data_type(), &DataType::Decimal128(18, 2));
+        assert_eq!(
+            from_rest.schema().field(1).data_type(),
+            &DataType::Decimal128(18, 2)
+        );
         let cost = from_rest.column(1).as_primitive::<Decimal128Type>();
         assert_eq!(cost.value(0), 123_456_789_012_345_678);
         // More decimals than the scale round half away from zero.
         assert_eq!(cost.value(1), 1);
         assert_eq!(cost.value(2), 1999);
         let share = from_rest.column(2).as_primitive::<Decimal128Type>();
-        assert_eq!([share.value(0), share.value(1), share.value(2)], [1250, -13, 10_000]);
+        assert_eq!(
+            [share.value(0), share.value(1), share.value(2)],
+            [1250, -13, 10_000]
+        );
         let revenue = from_rest.column(3).as_primitive::<Decimal128Type>();
         assert_eq!(revenue.value(0), 99_213_206);
         assert!(revenue.is_null(1));
