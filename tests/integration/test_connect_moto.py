@@ -295,3 +295,25 @@ def test_missing_lake_bucket_fails_with_exit_1(cx, tmp_path, aws, buckets):
 def test_s3_run_stays_within_its_request_budget(quirky_s3_run):
     # one GET per report file, one listing page; one PUT per partition + state + table meta
     assert "requests: source 3 GET, 1 LIST pages; lake 2 GET, 3 PUT, 1 LIST pages" in quirky_s3_run.stdout, quirky_s3_run
+
+
+def test_register_mode_adds_each_partition_to_glue_once(cx, tmp_path, aws, buckets, glue_database):
+    """`[catalog] partitions = "register"`: BatchCreatePartition per written day, idempotent on rerun,
+    each partition pointing at its dt= folder with the table's Parquet SerDe."""
+    glue = aws["glue"]
+    two_days(tmp_path / "local")
+    upload_folder(aws["s3"], buckets["reports"], tmp_path / "local")
+    job = s3_job(tmp_path, buckets, glue_database)
+    job.write_text(job.read_text() + 'partitions = "register"\n')
+    for _ in range(2):  # the rerun finds both partitions registered already
+        result = cx("run", "job.toml", "--from", "2024-03-10", "--to", "2024-03-11", env=aws["env"])
+        assert result.code == 0, result
+    partitions = glue.get_partitions(DatabaseName=glue_database, TableName=TABLE)["Partitions"]
+    assert sorted(p["Values"] for p in partitions) == [["2024-03-10"], ["2024-03-11"]]
+    table = glue_table(glue, glue_database)
+    assert table["Parameters"]["projection.enabled"] == "false"
+    for p in partitions:
+        sd = p["StorageDescriptor"]
+        assert sd["Location"] == f"s3://{buckets['lake']}/{LAKE_PREFIX}/{TABLE}/dt={p['Values'][0]}/"
+        assert sd["SerdeInfo"]["SerializationLibrary"] == "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+        assert sd["Columns"] == table["StorageDescriptor"]["Columns"]

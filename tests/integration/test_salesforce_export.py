@@ -4,6 +4,7 @@ incremental runs with changes and deletes, failure handling, moto S3 + Glue + Se
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import pathlib
 import time
@@ -118,7 +119,11 @@ def test_duckdb_reads_every_field_type_with_the_emulators_values(emulator, cx, t
             assert name not in columns, f"{field['name']} ({field['type']}) should not be exported"
             continue
         seen_types.add(field["type"])
-        assert columns.get(name) == DUCKDB_TYPES.get(field["type"], "VARCHAR"), (field, columns.get(name))
+        expected = DUCKDB_TYPES.get(field["type"], "VARCHAR")
+        if field["type"] in ("double", "currency", "percent") and field.get("precision"):
+            # Exact numbers: decimal(p,s) of describe's precision and scale.
+            expected = f"DECIMAL({field['precision']},{field['scale']})"
+        assert columns.get(name) == expected, (field, columns.get(name))
     assert {"boolean", "int", "double", "currency", "percent", "date", "datetime", "time"} <= seen_types
 
     # Values: every live record, every exported field, against the emulator's own store.
@@ -143,6 +148,10 @@ def test_duckdb_reads_every_field_type_with_the_emulators_values(emulator, cx, t
                 assert got == dt.date.fromisoformat(want), (field["name"], got, want)
             elif kind in ("int", "long"):
                 assert got == int(want), (field["name"], got, want)
+            elif kind in ("double", "currency", "percent") and field.get("precision"):
+                exact = decimal.Decimal(str(want)).quantize(decimal.Decimal(1).scaleb(-field["scale"]),
+                                                            rounding=decimal.ROUND_HALF_UP)
+                assert got == exact, (field["name"], got, want)
             elif kind in ("double", "currency", "percent"):
                 assert got == float(want), (field["name"], got, want)
             elif kind == "boolean":

@@ -5,6 +5,7 @@ flow with a freshly generated RSA key."""
 from __future__ import annotations
 
 import csv
+import decimal
 import datetime as dt
 import io
 import json
@@ -55,14 +56,15 @@ def test_simple_salesforce_reads_what_cxlake_wrote(cx, tmp_path, monkeypatch):
         for r in rest:
             mine = lake[r["Id"]]
             assert mine["name"] == r["Name"]
-            assert mine["annual_revenue"] == r["AnnualRevenue"]
+            # currency(18,2) in the emulator's describe: an exact decimal of the sent text.
+            assert mine["annual_revenue"] == money(r["AnnualRevenue"])
             assert mine["number_of_employees"] == r["NumberOfEmployees"]
             assert mine["billing_city"] == r["BillingCity"]
             assert mine["system_modstamp"] == utc(r["SystemModstamp"])
         for r in bulk:
             mine = lake[r["Id"]]
             assert mine["name"] == (r["Name"] or None)
-            assert mine["annual_revenue"] == (float(r["AnnualRevenue"]) if r["AnnualRevenue"] else None)
+            assert mine["annual_revenue"] == money(r["AnnualRevenue"] or None)
             assert mine["system_modstamp"] == utc(r["SystemModstamp"])
     finally:
         emu.stop()
@@ -94,6 +96,14 @@ def test_jwt_assertions_salesforce_accepts(cxlake_bin, tmp_path):
             assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant", refused.text
     finally:
         emu.stop()
+
+
+def money(value):
+    """A currency(18,2) value as the exact decimal of its text (simple-salesforce gives REST numbers
+    as floats, whose repr is the shortest text that round-trips)."""
+    if value is None:
+        return None
+    return decimal.Decimal(str(value)).quantize(decimal.Decimal("0.01"), rounding=decimal.ROUND_HALF_UP)
 
 
 def test_jwt_bearer_flow_with_a_generated_key(cx, tmp_path):
