@@ -778,7 +778,12 @@ mod tests {
         }
         let wide = "\"Id\",\"Name\"\n\"a1\",\"Ann\",\"extra\"\n";
         let err = bulk_page(cols, wide.as_bytes(), b',', "p").unwrap_err();
-        assert_eq!(err.to_string(), "p: row 1: 3 cells, the header has 2");
+        assert!(
+            err.to_string().starts_with(
+                "p: row 1: CSV error: record 1 (line: 2, byte: 12): found record with 3 fields"
+            ),
+            "{err}"
+        );
         let records: Vec<serde_json::Value> =
             serde_json::from_str(r#"[{"Id":"a1","Name":"Ann"},{"Id":"a2"}]"#).unwrap();
         let err = rest_records(cols, &records, "Account REST page 3").unwrap_err();
