@@ -5,6 +5,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf 
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The workspace's other crate: the Salesforce emulator `cxlake emulator` links (its objects/ are embedded).
+COPY crates ./crates
 COPY schemas ./schemas
 # `cxlake init` embeds the production job files as its templates.
 COPY jobs ./jobs

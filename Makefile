@@ -6,7 +6,7 @@ BIN := $(CARGO_TARGET_DIR)/release/cxlake
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: build demo test lint unit integration bench venv clean
+.PHONY: build demo test lint unit integration bench venv clients test-clients clean
 
 build:
 	$(CARGO) build --release --locked
@@ -17,6 +17,24 @@ $(PY): tests/requirements.txt
 	touch $(PY)
 
 venv: $(PY)
+
+## clients: the third-party Salesforce clients the conformance tests run (jsforce 3, from npm)
+CLIENTS := tests/clients/node_modules/.package-lock.json
+$(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
+	cd tests/clients && npm ci --no-audit --no-fund
+	touch $(CLIENTS)
+
+clients: $(CLIENTS)
+
+## test-clients: the Salesforce CLI (sf, on the Node 22 it needs, both from npm: a slow install, so
+## not part of `make test`) logs in to the emulator, queries, exports and upserts in bulk
+SF_CLI := tests/clients/sf/node_modules/.package-lock.json
+$(SF_CLI): tests/clients/sf/package.json tests/clients/sf/package-lock.json
+	cd tests/clients/sf && npm ci --no-audit --no-fund
+	touch $(SF_CLI)
+
+test-clients: build $(PY) $(SF_CLI)
+	CXLAKE_BIN=$(BIN) $(PY) -m pytest tests/clients/sf -q
 
 ## demo: both Connect jobs on the bundled reports, their hourly/daily roll-ups, then (against the
 ## built-in Salesforce emulator) a Salesforce export into the lake and the push-back of interval
@@ -30,17 +48,18 @@ demo: build $(PY)
 		-- $(BIN) run jobs/demo/pushback-queue.toml jobs/demo/pushback-agent.toml
 	$(PY) scripts/demo_query.py lake
 
-## test: format, lint, unit tests, job-file validation, integration tests (DuckDB, pyarrow, moto)
-test: lint unit build $(PY)
+## test: format, lint, unit tests (every workspace crate), job-file validation, integration tests
+## (DuckDB, pyarrow, moto, and third-party Salesforce clients against the emulator: simple-salesforce, jsforce)
+test: lint unit build $(PY) $(CLIENTS)
 	$(BIN) validate jobs/*/*.toml bench/jobs/*.toml
 	CXLAKE_BIN=$(BIN) $(PY) -m pytest tests/integration -q
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --release --locked
+	$(CARGO) test --release --locked --workspace
 
 ## bench: generate seeded data and compare cxlake (dist profile: thin LTO) with pyarrow, DuckDB and polars;
 ## push-back against one call per record; a one-year backfill from moto S3 serial, concurrent and sharded

@@ -7,7 +7,6 @@
 pub mod aws;
 pub mod catalog;
 pub mod connect;
-pub mod emulator;
 pub mod exec;
 pub mod export;
 pub mod job;

@@ -105,7 +105,7 @@ enum Command {
     /// push-back) from the production examples, with this deployment's settings, validated.
     Init(InitArgs),
     /// Serve the built-in Salesforce API emulator (demo, tests, benchmarks).
-    Emulator(cxlake::emulator::EmulatorArgs),
+    Emulator(sf_emulator::EmulatorArgs),
     /// Glue Data Catalog commands.
     Catalog {
         #[command(subcommand)]
@@ -251,7 +251,7 @@ fn try_main(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Init(args) => init(args),
         Command::Emulator(args) => {
-            runtime.block_on(cxlake::emulator::run(args))?;
+            runtime.block_on(sf_emulator::run(args))?;
             Ok(exit::OK)
         }
         Command::Catalog {

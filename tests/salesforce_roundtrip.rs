@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
-use cxlake::emulator::{self, EmulatorConfig, OrgCredentials};
 use cxlake::salesforce::auth::AuthFlow;
 use cxlake::salesforce::credentials::Credentials;
 use cxlake::salesforce::describe::{self, ValueKind};
@@ -14,6 +13,7 @@ use cxlake::salesforce::{normalize, Client, ClientConfig};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
+use sf_emulator::{self as emulator, EmulatorConfig, OrgCredentials};
 
 const OBJECT: &str = "CX_Interaction__c";
 

@@ -118,9 +118,9 @@ def test_build_stage_copies_every_folder_the_binary_embeds():
     build_stage = re.split(r"^FROM ", (REPO / "Dockerfile").read_text(), flags=re.M)[1]
     copied = set(re.findall(r"^COPY (?:--\S+ )*(\S+)", build_stage, re.M))
     embedded = set()
-    for source in (REPO / "src").rglob("*.rs"):
+    for source in [*(REPO / "src").rglob("*.rs"), *(REPO / "crates").rglob("*.rs")]:
         for included in re.findall(r'include_(?:str|bytes)!\("([^"]+)"\)', source.read_text()):
             top = (source.parent / included).resolve().relative_to(REPO).parts[0]
             embedded.add(top)
-    assert embedded >= {"schemas", "jobs"}, embedded
+    assert embedded >= {"schemas", "jobs", "crates"}, embedded
     assert embedded <= copied, f"not copied into the build stage: {embedded - copied}"

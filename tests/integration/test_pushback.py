@@ -76,7 +76,9 @@ def test_created_then_updated_on_rerun_and_equal_to_the_lake(emulator, cx, tmp_p
     first = cx("run", job)
     assert first.code == 0, first
     assert "4 records from 1 days" in first.stdout and "(4 created, 0 updated, 0 rejected)" in first.stdout, first
-    assert "callback_attempts -> " + NS + "Callback_attempts__c: no such field on " + OBJECT in first.stdout, first
+    # The package's objects lack the newer metrics (reference connect-interval.md §3.2, issue #179).
+    for absent in ("Callback_attempts__c", "Adherence__c", "Contacts_transferred_in_by_agent__c"):
+        assert f"{NS}{absent}: no such field on {OBJECT}" in first.stdout, (absent, first)
     check_org_matches_lake(emulator, lake)
 
     # A re-export restates one interval; the next run pushes the changed day: updates only, and

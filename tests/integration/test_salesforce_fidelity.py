@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import io
 import json
+import time
 
 import duckdb
 import requests
@@ -67,6 +68,34 @@ def test_simple_salesforce_reads_what_cxlake_wrote(cx, tmp_path, monkeypatch):
         emu.stop()
 
 
+def test_jwt_assertions_salesforce_accepts(cxlake_bin, tmp_path):
+    """No stricter than Salesforce: the sf CLI's `exp` in milliseconds and an `aud` with a
+    trailing slash log in; a wrong key, an expired `exp` or another audience do not."""
+    import jwt
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = tmp_path / "jwt-public.pem"
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    emu = start_emulator(tmp_path, "--jwt-public-key", str(public))
+    try:
+        def grant(signing_key, **claims):
+            body = {"iss": DEMO_CREDENTIALS["ConsumerKey"], "sub": DEMO_CREDENTIALS["Username"],
+                    "aud": "https://login.salesforce.com", "exp": int(time.time()) + 180, **claims}
+            assertion = jwt.encode(body, signing_key, algorithm="RS256")
+            return requests.post(f"{emu.url}/services/oauth2/token", timeout=30, data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion})
+
+        assert grant(key).status_code == 200
+        assert grant(key, exp=int(time.time() * 1000) + 180_000).status_code == 200
+        assert grant(key, aud="https://login.salesforce.com/").status_code == 200
+        for refused in (grant(key, exp=int(time.time()) - 3600), grant(key, aud="https://example.com"),
+                        grant(rsa.generate_private_key(public_exponent=65537, key_size=2048))):
+            assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant", refused.text
+    finally:
+        emu.stop()
+
+
 def test_jwt_bearer_flow_with_a_generated_key(cx, tmp_path):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -82,7 +111,8 @@ def test_jwt_bearer_flow_with_a_generated_key(cx, tmp_path):
                          extra={"username": DEMO_CREDENTIALS["Username"]})
         result = cx("run", job)
         assert result.code == 0, result
-        assert "sf_user 10 rows" in result.stdout, result
+        # Ten seeded users and the integration user the token belongs to.
+        assert "sf_user 11 rows" in result.stdout, result
 
         # Another key is refused with Salesforce's error, and the key never shows up in the output.
         other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(

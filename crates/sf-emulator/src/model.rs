@@ -1,29 +1,146 @@
-//! The emulated org's objects (describe metadata) and seeded records.
+//! The emulated org's objects (describe metadata, loaded from describe JSON files) and seeded
+//! records.
 //!
 //! Records are stored in a canonical JSON form: datetimes `yyyy-MM-ddTHH:mm:ss.SSSZ`, dates
 //! `yyyy-MM-dd`, times `HH:mm:ss.SSSZ`, numbers as JSON numbers, booleans, text, `null`.
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
 
-/// One field of an object.
-#[derive(Debug, Clone)]
+/// The default org's objects: one describe JSON file each, embedded in the binary.
+const DEFAULT_OBJECTS: &[(&str, &str)] = &[
+    ("Account.json", include_str!("../objects/Account.json")),
+    ("Contact.json", include_str!("../objects/Contact.json")),
+    ("Case.json", include_str!("../objects/Case.json")),
+    ("User.json", include_str!("../objects/User.json")),
+    (
+        "Organization.json",
+        include_str!("../objects/Organization.json"),
+    ),
+    (
+        "CX_Interaction__c.json",
+        include_str!("../objects/CX_Interaction__c.json"),
+    ),
+    (
+        "amazonconnect__AC_HistoricalQueueMetrics__c.json",
+        include_str!("../objects/amazonconnect__AC_HistoricalQueueMetrics__c.json"),
+    ),
+    (
+        "amazonconnect__AC_AgentPerformance__c.json",
+        include_str!("../objects/amazonconnect__AC_AgentPerformance__c.json"),
+    ),
+];
+
+/// One field of an object, as a describe `fields[]` element gives it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FieldDef {
     /// API name.
     pub name: String,
-    /// Describe type.
+    /// Describe type (`string`, `double`, `datetime`, `reference`, …).
+    #[serde(rename = "type")]
     pub ftype: String,
     /// The compound field this is a component of.
-    pub compound: Option<String>,
+    #[serde(default)]
+    pub compound_field_name: Option<String>,
     /// Referenced objects.
+    #[serde(default)]
     pub reference_to: Vec<String>,
     /// Relationship name of a reference.
-    pub relationship: Option<String>,
+    #[serde(default)]
+    pub relationship_name: Option<String>,
     /// External ID (upsert key).
+    #[serde(default)]
     pub external_id: bool,
-    /// Set by the org, not by writes.
-    pub system: bool,
+    /// Writable on insert (system fields are not).
+    #[serde(default = "yes")]
+    pub createable: bool,
+    /// Writable on update.
+    #[serde(default = "yes")]
+    pub updateable: bool,
+    /// Every property of the describe element, as given in the file.
+    #[serde(skip)]
+    pub raw: Map<String, Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl FieldDef {
+    /// The compound field this is a component of.
+    pub fn compound(&self) -> Option<&str> {
+        self.compound_field_name.as_deref()
+    }
+
+    /// Set by the org, never by a write (`createable` and `updateable` both false).
+    pub fn system(&self) -> bool {
+        !self.createable && !self.updateable
+    }
+
+    /// Describe's `soapType` for the field's type.
+    pub fn soap_type(&self) -> &'static str {
+        match self.ftype.as_str() {
+            "id" | "reference" => "tns:ID",
+            "boolean" => "xsd:boolean",
+            "int" => "xsd:int",
+            "long" => "xsd:long",
+            "double" | "currency" | "percent" => "xsd:double",
+            "date" => "xsd:date",
+            "datetime" => "xsd:dateTime",
+            "time" => "xsd:time",
+            "base64" => "xsd:base64Binary",
+            "address" => "urn:address",
+            "location" => "urn:location",
+            _ => "xsd:string",
+        }
+    }
+
+    /// The describe element: the file's properties over defaults for those it leaves out.
+    pub fn describe(&self) -> Value {
+        let soap = self.soap_type();
+        let numeric = matches!(self.ftype.as_str(), "double" | "currency" | "percent");
+        let text = soap == "xsd:string";
+        let mut out = json!({
+            "name": self.name,
+            "label": self.name,
+            "type": self.ftype,
+            "soapType": soap,
+            "length": if text { 255 } else { 0 },
+            "byteLength": 0,
+            "digits": 0,
+            "precision": if numeric { 18 } else { 0 },
+            "scale": 0,
+            "nillable": self.ftype != "boolean" && self.name != "Id",
+            "custom": self.name.ends_with("__c") || self.name.ends_with("__s"),
+            "calculated": false,
+            "externalId": self.external_id,
+            "idLookup": self.external_id || self.name == "Id",
+            "unique": self.external_id,
+            "compoundFieldName": self.compound_field_name,
+            "referenceTo": self.reference_to,
+            "relationshipName": self.relationship_name,
+            "createable": self.createable,
+            "updateable": self.updateable,
+            "filterable": true,
+            "sortable": !matches!(self.ftype.as_str(), "textarea" | "multipicklist" | "base64"),
+            "groupable": !numeric && !matches!(self.ftype.as_str(), "textarea" | "datetime" | "base64"),
+            "defaultedOnCreate": self.system(),
+            "htmlFormatted": false,
+            "picklistValues": [],
+        });
+        let map = out.as_object_mut().expect("an object");
+        for (k, v) in &self.raw {
+            map.insert(k.clone(), v.clone());
+        }
+        if !self.raw.contains_key("byteLength") {
+            let length = map["length"].as_u64().unwrap_or(0);
+            map.insert("byteLength".into(), json!(length * 3));
+        }
+        out
+    }
 }
 
 /// An object's describe metadata.
@@ -35,9 +152,74 @@ pub struct ObjectDef {
     pub key_prefix: String,
     /// Fields in describe order.
     pub fields: Vec<FieldDef>,
+    /// Every top-level describe property of the file except `fields`.
+    pub raw: Map<String, Value>,
+}
+
+/// A describe file that cannot define an object.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {reason}")]
+pub struct ObjectFileError {
+    /// The file (or embedded name).
+    pub file: String,
+    /// What is wrong.
+    pub reason: String,
 }
 
 impl ObjectDef {
+    /// Parses one describe JSON document (`{"name", "keyPrefix", "fields": [...], ...}`).
+    pub fn from_describe_json(file: &str, text: &str) -> Result<ObjectDef, ObjectFileError> {
+        let bad = |reason: String| ObjectFileError {
+            file: file.to_string(),
+            reason,
+        };
+        let value: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let Value::Object(mut raw) = value else {
+            return Err(bad("expected a JSON object (a describe result)".into()));
+        };
+        let name = raw
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("no \"name\"".into()))?
+            .to_string();
+        let key_prefix = raw
+            .get("keyPrefix")
+            .and_then(Value::as_str)
+            .unwrap_or("a0Z")
+            .to_string();
+        let Some(Value::Array(items)) = raw.remove("fields") else {
+            return Err(bad("no \"fields\" array".into()));
+        };
+        let mut fields = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let mut field: FieldDef = serde_json::from_value(item.clone())
+                .map_err(|e| bad(format!("fields[{i}]: {e}")))?;
+            if fields
+                .iter()
+                .any(|f: &FieldDef| f.name.eq_ignore_ascii_case(&field.name))
+            {
+                return Err(bad(format!("fields[{i}]: {} is defined twice", field.name)));
+            }
+            if field.ftype == "reference" && field.reference_to.is_empty() {
+                return Err(bad(format!(
+                    "fields[{i}]: reference {} has no referenceTo",
+                    field.name
+                )));
+            }
+            field.raw = item.as_object().cloned().unwrap_or_default();
+            fields.push(field);
+        }
+        if !fields.iter().any(|f| f.name == "Id") {
+            return Err(bad("no Id field".into()));
+        }
+        Ok(ObjectDef {
+            name,
+            key_prefix,
+            fields,
+            raw,
+        })
+    }
+
     /// A field by name, case-insensitively.
     pub fn field(&self, name: &str) -> Option<&FieldDef> {
         self.fields
@@ -48,259 +230,79 @@ impl ObjectDef {
     /// The reference field of a relationship name, case-insensitively.
     pub fn relationship(&self, name: &str) -> Option<&FieldDef> {
         self.fields.iter().find(|f| {
-            f.relationship
+            f.relationship_name
                 .as_deref()
                 .is_some_and(|r| r.eq_ignore_ascii_case(name))
         })
     }
 
-    /// Describe JSON (the properties clients read, per the reference §4.3).
+    /// Describe JSON: the file's properties, defaults for the ones it leaves out, and `urls`.
     pub fn describe(&self, version: &str) -> Value {
-        let fields: Vec<Value> = self
-            .fields
-            .iter()
-            .map(|f| {
-                let soap = match f.ftype.as_str() {
-                    "id" | "reference" => "tns:ID",
-                    "boolean" => "xsd:boolean",
-                    "int" => "xsd:int",
-                    "long" => "xsd:long",
-                    "double" | "currency" | "percent" => "xsd:double",
-                    "date" => "xsd:date",
-                    "datetime" => "xsd:dateTime",
-                    "time" => "xsd:time",
-                    "base64" => "xsd:base64Binary",
-                    "address" => "urn:address",
-                    "location" => "urn:location",
-                    _ => "xsd:string",
-                };
-                let numeric = matches!(f.ftype.as_str(), "double" | "currency" | "percent");
-                json!({
-                    "name": f.name, "label": f.name.replace("__c", "").replace('_', " "),
-                    "type": f.ftype, "soapType": soap,
-                    "length": if soap == "xsd:string" { 255 } else { 0 },
-                    "byteLength": if soap == "xsd:string" { 765 } else { 0 },
-                    "digits": if f.ftype == "int" { 9 } else { 0 },
-                    "precision": if numeric { 18 } else { 0 },
-                    "scale": if f.ftype == "currency" || f.ftype == "percent" { 2 } else if numeric { 4 } else { 0 },
-                    "nillable": f.name != "Id" && f.ftype != "boolean",
-                    "custom": f.name.ends_with("__c") || f.name.ends_with("__s"),
-                    "calculated": false,
-                    "externalId": f.external_id, "idLookup": f.external_id || f.name == "Id",
-                    "unique": f.external_id,
-                    "compoundFieldName": f.compound,
-                    "referenceTo": f.reference_to,
-                    "relationshipName": f.relationship,
-                    "createable": !f.system, "updateable": !f.system,
-                    "picklistValues": [],
-                })
-            })
-            .collect();
-        json!({
-            "name": self.name, "label": self.name, "custom": self.name.ends_with("__c"),
-            "queryable": true, "createable": true, "updateable": true, "keyPrefix": self.key_prefix,
-            "urls": { "describe": format!("/services/data/v{version}/sobjects/{}/describe", self.name) },
-            "fields": fields,
-        })
-    }
-}
-
-fn field(name: &str, ftype: &str) -> FieldDef {
-    FieldDef {
-        name: name.to_string(),
-        ftype: ftype.to_string(),
-        compound: None,
-        reference_to: Vec::new(),
-        relationship: None,
-        external_id: false,
-        system: matches!(
-            name,
-            "Id" | "IsDeleted" | "CreatedDate" | "LastModifiedDate" | "SystemModstamp"
-        ),
-    }
-}
-
-fn reference(name: &str, to: &str, relationship: &str) -> FieldDef {
-    FieldDef {
-        reference_to: vec![to.to_string()],
-        relationship: Some(relationship.to_string()),
-        ..field(name, "reference")
-    }
-}
-
-fn address(prefix: &str, compound: &str, custom: bool) -> Vec<FieldDef> {
-    let mut out = vec![field(compound, "address")];
-    for (part, ftype) in [
-        ("Street", "textarea"),
-        ("City", "string"),
-        ("State", "string"),
-        ("PostalCode", "string"),
-        ("Country", "string"),
-        ("Latitude", "double"),
-        ("Longitude", "double"),
-        ("GeocodeAccuracy", "picklist"),
-    ] {
-        let name = if custom {
-            format!("{prefix}__{part}__s")
-        } else {
-            format!("{prefix}{part}")
-        };
-        out.push(FieldDef {
-            compound: Some(compound.to_string()),
-            ..field(&name, ftype)
+        let base = format!("/services/data/v{version}/sobjects/{}", self.name);
+        let mut out = json!({
+            "name": self.name,
+            "label": self.name,
+            "labelPlural": self.name,
+            "custom": self.name.ends_with("__c"),
+            "keyPrefix": self.key_prefix,
+            "queryable": true, "retrieveable": true, "searchable": true,
+            "createable": true, "updateable": true, "deletable": true, "undeletable": true,
+            "layoutable": true, "replicateable": true, "triggerable": true,
+            "childRelationships": [], "recordTypeInfos": [], "supportedScopes": [],
+            "urls": {
+                "sobject": base,
+                "describe": format!("{base}/describe"),
+                "rowTemplate": format!("{base}/{{ID}}"),
+            },
         });
-    }
-    out
-}
-
-fn object(name: &str, prefix: &str, mut fields: Vec<FieldDef>) -> ObjectDef {
-    let mut all = vec![field("Id", "id"), field("IsDeleted", "boolean")];
-    all.append(&mut fields);
-    for system in ["CreatedDate", "LastModifiedDate", "SystemModstamp"] {
-        all.push(field(system, "datetime"));
-    }
-    ObjectDef {
-        name: name.to_string(),
-        key_prefix: prefix.to_string(),
-        fields: all,
-    }
-}
-
-/// The CTI adapter's metric objects (namespace `amazonconnect`), fields by the Lambdas' rule.
-fn cti_object(name: &str, prefix: &str, report: crate::job::ReportKind) -> ObjectDef {
-    let ns = |n: &str| format!("amazonconnect__{n}");
-    let mut fields = vec![
-        FieldDef {
-            external_id: true,
-            ..field(&ns("AC_Record_Id__c"), "string")
-        },
-        field(&ns("AC_Object_Name__c"), "string"),
-        field(&ns("StartInterval__c"), "datetime"),
-        field(&ns("EndInterval__c"), "datetime"),
-        field(&ns("Created_Date__c"), "datetime"),
-        field(&ns("Region__c"), "string"),
-    ];
-    // Newer Connect metrics that an older adapter version does not have: push-back must skip
-    // them with a notice.
-    let missing = [
-        "Callback_attempts__c",
-        "Contacts_created__c",
-        "Contact_disconnected__c",
-    ];
-    for m in &crate::connect::schema::ReportSchema::get(report).metrics {
-        let f = crate::pushback::map::field_for_header(&m.header);
-        if missing.contains(&f.as_str()) || fields.iter().any(|x| x.name == ns(&f)) {
-            continue;
+        let map = out.as_object_mut().expect("an object");
+        for (k, v) in &self.raw {
+            map.insert(k.clone(), v.clone());
         }
-        let ftype = if m.column.starts_with("agent_") && m.column.ends_with("name") {
-            "string"
-        } else {
-            "double"
-        };
-        fields.push(field(&ns(&f), ftype));
+        map.insert(
+            "fields".into(),
+            Value::Array(self.fields.iter().map(FieldDef::describe).collect()),
+        );
+        out
     }
-    object(&ns(name), prefix, fields)
+
+    /// The entry of this object in `GET /sobjects` (describeGlobal).
+    pub fn global_entry(&self, version: &str) -> Value {
+        let described = self.describe(version);
+        let mut entry = Map::new();
+        for key in [
+            "name",
+            "label",
+            "labelPlural",
+            "custom",
+            "keyPrefix",
+            "queryable",
+            "retrieveable",
+            "searchable",
+            "createable",
+            "updateable",
+            "deletable",
+            "undeletable",
+            "layoutable",
+            "replicateable",
+            "triggerable",
+        ] {
+            entry.insert(key.into(), described[key].clone());
+        }
+        entry.insert("urls".into(), described["urls"].clone());
+        Value::Object(entry)
+    }
 }
 
-/// Every object of the seeded org.
-pub fn standard_objects() -> Vec<ObjectDef> {
-    let mut account = vec![
-        field("Name", "string"),
-        field("Type", "picklist"),
-        field("Industry", "picklist"),
-        field("AnnualRevenue", "currency"),
-        field("NumberOfEmployees", "int"),
-        field("Rating", "picklist"),
-        field("Phone", "phone"),
-        field("Website", "url"),
-        field("Description", "textarea"),
-    ];
-    account.extend(address("Billing", "BillingAddress", false));
-    account.push(reference("OwnerId", "User", "Owner"));
-    let mut contact = vec![
-        reference("AccountId", "Account", "Account"),
-        field("FirstName", "string"),
-        field("LastName", "string"),
-        field("Name", "string"),
-        field("Email", "email"),
-        field("Birthdate", "date"),
-    ];
-    contact.extend(address("Mailing", "MailingAddress", false));
-    let mut interaction = vec![
-        field("Name", "string"),
-        reference("Account__c", "Account", "Account__r"),
-        field("Channel__c", "picklist"),
-        field("Topics__c", "multipicklist"),
-        field("Notes__c", "textarea"),
-        field("Agent_Email__c", "email"),
-        field("Callback_Phone__c", "phone"),
-        field("Recording_Url__c", "url"),
-        field("Verification_Code__c", "encryptedstring"),
-        field("Disposition__c", "combobox"),
-        field("Handled__c", "boolean"),
-        field("Hold_Count__c", "int"),
-        field("Queue_Position__c", "long"),
-        field("Handle_Seconds__c", "double"),
-        field("Cost__c", "currency"),
-        field("Satisfaction__c", "percent"),
-        field("Call_Date__c", "date"),
-        field("Started_At__c", "datetime"),
-        field("Shift_Start__c", "time"),
-        field("Transcript__c", "base64"),
-        FieldDef {
-            external_id: true,
-            ..field("External_Key__c", "string")
-        },
-    ];
-    interaction.extend(address("Mailing_Address", "Mailing_Address__c", true));
-    interaction.push(field("Location__c", "location"));
-    for part in ["Latitude", "Longitude"] {
-        interaction.push(FieldDef {
-            compound: Some("Location__c".into()),
-            ..field(&format!("Location__{part}__s"), "double")
-        });
-    }
-    vec![
-        object(
-            "User",
-            "005",
-            vec![
-                field("Username", "string"),
-                field("Name", "string"),
-                field("Email", "email"),
-                field("IsActive", "boolean"),
-                field("TimeZoneSidKey", "picklist"),
-            ],
-        ),
-        object("Account", "001", account),
-        object("Contact", "003", contact),
-        object(
-            "Case",
-            "500",
-            vec![
-                field("CaseNumber", "string"),
-                field("Subject", "string"),
-                field("Status", "picklist"),
-                field("Priority", "picklist"),
-                field("Origin", "picklist"),
-                reference("AccountId", "Account", "Account"),
-                reference("ContactId", "Contact", "Contact"),
-                field("IsClosed", "boolean"),
-                field("ClosedDate", "datetime"),
-            ],
-        ),
-        object("CX_Interaction__c", "a01", interaction),
-        cti_object(
-            "AC_HistoricalQueueMetrics__c",
-            "a0Q",
-            crate::job::ReportKind::Queue,
-        ),
-        cti_object(
-            "AC_AgentPerformance__c",
-            "a0A",
-            crate::job::ReportKind::Agent,
-        ),
-    ]
+/// The default org's objects, parsed from the embedded describe files.
+pub fn default_objects() -> Vec<ObjectDef> {
+    DEFAULT_OBJECTS
+        .iter()
+        .map(|(file, text)| {
+            ObjectDef::from_describe_json(file, text)
+                .expect("embedded object files are valid (checked by tests)")
+        })
+        .collect()
 }
 
 /// A small deterministic generator (splitmix64) for seeded data and ids.
@@ -342,9 +344,9 @@ pub fn make_id(prefix: &str, n: u64) -> String {
     format!("{prefix}{:0>12}AAA", format!("{n:X}"))
 }
 
-/// `yyyy-MM-ddTHH:mm:ss.SSSZ`.
+/// `yyyy-MM-ddTHH:mm:ss.SSSZ` (the canonical stored form of a datetime).
 pub fn stamp(ms: i64) -> String {
-    crate::salesforce::ingest::datetime(ms)
+    crate::wire::format_datetime(ms)
 }
 
 /// Seeded records per object (deterministic).
@@ -743,4 +745,123 @@ pub fn seed(base_ms: i64) -> BTreeMap<String, Vec<BTreeMap<String, Value>>> {
         out.entry("CX_Interaction__c".into()).or_default().push(r);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_org_defines_every_documented_object() {
+        let names: Vec<String> = default_objects().into_iter().map(|o| o.name).collect();
+        for wanted in [
+            "Account",
+            "Contact",
+            "Case",
+            "User",
+            "Organization",
+            "CX_Interaction__c",
+            "amazonconnect__AC_HistoricalQueueMetrics__c",
+            "amazonconnect__AC_AgentPerformance__c",
+        ] {
+            assert!(
+                names.iter().any(|n| n == wanted),
+                "{wanted} missing: {names:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cti_objects_carry_the_packages_field_names() {
+        // Names from reference/connect-interval.md §3.1–3.2, including the hard-coded renames.
+        for object in default_objects()
+            .into_iter()
+            .filter(|o| o.name.starts_with("amazonconnect__AC_"))
+        {
+            for name in [
+                "AC_Object_Name__c",
+                "StartInterval__c",
+                "EndInterval__c",
+                "Created_Date__c",
+                "Region__c",
+                "Nonproductive_time__c",
+                "Avg_agent_interaction_and_cust_hold_time__c",
+                "Agent_non_response_without_cust_abandons__c",
+                "Contacts_handled_conn_to_agent_timestamp__c",
+                "Average_outbound_after_contact_work_time__c",
+                "Service_level_20_seconds__c",
+                "Contacts_abandoned_in_600_seconds__c",
+            ] {
+                let full = format!("amazonconnect__{name}");
+                assert!(object.field(&full).is_some(), "{}: no {full}", object.name);
+            }
+            let key = object.field("amazonconnect__AC_Record_Id__c").unwrap();
+            assert!(key.external_id);
+            assert_eq!(
+                object
+                    .field("amazonconnect__StartInterval__c")
+                    .unwrap()
+                    .ftype,
+                "datetime"
+            );
+            for field in &object.fields {
+                let bare = field.name.trim_start_matches("amazonconnect__");
+                let stem = bare.strip_suffix("__c").unwrap_or(bare);
+                assert!(
+                    stem.len() <= 40,
+                    "{} is longer than Salesforce allows",
+                    field.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn describe_keeps_file_properties_and_fills_defaults() {
+        let def = ObjectDef::from_describe_json(
+            "X.json",
+            r#"{"name":"X__c","keyPrefix":"a0X","label":"Ex","fields":[
+                {"name":"Id","type":"id","createable":false,"updateable":false},
+                {"name":"Amount__c","type":"currency","precision":16,"scale":2}]}"#,
+        )
+        .unwrap();
+        let d = def.describe("66.0");
+        assert_eq!(d["label"], "Ex");
+        assert_eq!(d["keyPrefix"], "a0X");
+        assert_eq!(d["fields"][1]["precision"], 16);
+        assert_eq!(d["fields"][1]["soapType"], "xsd:double");
+        assert_eq!(d["fields"][0]["createable"], false);
+        assert_eq!(
+            d["urls"]["describe"],
+            "/services/data/v66.0/sobjects/X__c/describe"
+        );
+    }
+
+    #[test]
+    fn unusable_describe_files_are_named_with_the_reason() {
+        let no_id = ObjectDef::from_describe_json(
+            "a.json",
+            r#"{"name":"A","fields":[{"name":"B","type":"string"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(no_id.to_string(), "a.json: no Id field");
+        let twice = ObjectDef::from_describe_json(
+            "b.json",
+            r#"{"name":"B","fields":[{"name":"Id","type":"id"},{"name":"id","type":"id"}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            twice.to_string().contains("fields[1]: id is defined twice"),
+            "{twice}"
+        );
+        let untyped =
+            ObjectDef::from_describe_json("c.json", r#"{"name":"C","fields":[{"name":"Id"}]}"#)
+                .unwrap_err();
+        assert!(
+            untyped
+                .to_string()
+                .contains("fields[0]: missing field `type`"),
+            "{untyped}"
+        );
+    }
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::model::{make_id, stamp, FieldDef, ObjectDef};
 use super::soql;
+use super::wire;
 
 /// A stored record (canonical values).
 pub type Record = BTreeMap<String, Value>;
@@ -138,6 +139,8 @@ pub struct Org {
     pub data_dir: Option<PathBuf>,
     /// Folder of canned Bulk result pages (`--canned`).
     pub data_dir_canned: Option<PathBuf>,
+    /// Rows per Bulk query results page without `maxRecords`.
+    pub bulk_page_size: usize,
 }
 
 impl Org {
@@ -302,28 +305,14 @@ impl Org {
         Some((def, record))
     }
 
-    /// Converts a written text value to the stored form of `field` (`Err`: the error text).
+    /// Converts a written text value to the stored form of `field` (`Err`: the Bulk
+    /// `sf__Error` text, `STATUS_CODE:message:fields --`).
     pub fn convert(field: &FieldDef, text: &str) -> Result<Value, String> {
-        use crate::salesforce::normalize as n;
-        let bad = |what: &str| {
+        wire::parse_value(field, text).map_err(|_| {
             format!(
                 "INVALID_TYPE_ON_FIELD_IN_RECORD:{}: value not of required type: {text}:{} --",
-                what, field.name
+                field.name, field.name
             )
-        };
-        Ok(match field.ftype.as_str() {
-            "boolean" => Value::Bool(n::parse_bool(text).map_err(|_| bad(&field.name))?),
-            "int" | "long" => Value::from(n::parse_int(text).map_err(|_| bad(&field.name))?),
-            "double" | "currency" | "percent" => {
-                Value::from(n::parse_double(text).map_err(|_| bad(&field.name))?)
-            }
-            "date" => Value::from(crate::lake::layout::day_string(
-                n::parse_date(text).map_err(|_| bad(&field.name))?,
-            )),
-            "datetime" => Value::from(stamp(
-                n::parse_datetime(text).map_err(|_| bad(&field.name))?,
-            )),
-            _ => Value::from(text),
         })
     }
 

@@ -290,11 +290,14 @@ pub fn parse(text: &str) -> Result<Query, String> {
 /// Milliseconds of a date/datetime text in any Salesforce style.
 pub fn temporal_ms(text: &str) -> Option<i64> {
     if text.len() == 10 {
-        return crate::salesforce::normalize::parse_date(text)
-            .ok()
-            .map(|d| i64::from(d) * 86_400_000);
+        return crate::wire::parse_date(text).map(|d| {
+            d.and_hms_opt(0, 0, 0)
+                .expect("midnight exists")
+                .and_utc()
+                .timestamp_millis()
+        });
     }
-    crate::salesforce::normalize::parse_datetime(text).ok()
+    crate::wire::parse_datetime(text)
 }
 
 /// Orders a stored value against a literal (`None`: not comparable).

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::model::{stamp, ObjectDef};
 use super::org::{ApiError, Faults, Job, Org, Record, Selected};
+use super::rows;
 use super::wire;
 use super::OrgCredentials;
 
@@ -26,7 +27,7 @@ pub struct AppState {
     pub base_url: Arc<Mutex<String>>,
 }
 
-fn respond(status: u16, content_type: &str, body: impl Into<Body>) -> Response {
+pub(crate) fn respond(status: u16, content_type: &str, body: impl Into<Body>) -> Response {
     Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header("Content-Type", content_type)
@@ -34,11 +35,11 @@ fn respond(status: u16, content_type: &str, body: impl Into<Body>) -> Response {
         .expect("valid response")
 }
 
-fn json_response(status: u16, value: &Value) -> Response {
+pub(crate) fn json_response(status: u16, value: &Value) -> Response {
     respond(status, "application/json;charset=UTF-8", value.to_string())
 }
 
-fn api_error(e: ApiError) -> Response {
+pub(crate) fn api_error(e: ApiError) -> Response {
     let mut r = json_response(
         e.status,
         &json!([{ "message": e.message, "errorCode": e.code }]),
@@ -83,7 +84,12 @@ fn url_decode_pairs(text: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-fn percent_decode(text: &str) -> String {
+/// A percent-encoded path segment, decoded (`+` is a plus sign in paths).
+fn decode_path_segment(segment: &str) -> String {
+    percent_decode(&segment.replace('+', "%2B"))
+}
+
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -109,9 +115,11 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `POST /services/oauth2/token`.
-fn oauth(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
-    let f = form(body);
+/// `POST /services/oauth2/token`. Parameters come from the form body and, as the CTI Lambdas
+/// send them, from the query string with an empty body; the body wins when both name one.
+fn oauth(state: &AppState, headers: &HeaderMap, body: &[u8], query: &str) -> Response {
+    let mut f = url_decode_pairs(query);
+    f.extend(form(body));
     let creds = &state.credentials;
     let base = state.base_url.lock().expect("lock").clone();
     let grant = f.get("grant_type").map(String::as_str).unwrap_or("");
@@ -137,7 +145,7 @@ fn oauth(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
         let access = token();
         org.tokens.insert(access.clone());
         let mut body = json!({
-            "access_token": access, "instance_url": base, "id": format!("{base}/id/00Dcx0000000001AAA/005cx0000000001AAA"),
+            "access_token": access, "instance_url": base, "id": format!("{base}/id/{}/{}", crate::ORG_ID, crate::USER_ID),
             "token_type": "Bearer", "issued_at": chrono::Utc::now().timestamp_millis().to_string(),
             "signature": "c2lnbmF0dXJl", "scope": "api web refresh_token",
         });
@@ -191,6 +199,11 @@ fn oauth(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
     }
 }
 
+/// Checks a JWT bearer assertion no more strictly than Salesforce does in practice: RS256 with
+/// the connected app's certificate key; `iss` the consumer key; `sub` (or `prn`) the user; `aud`
+/// the login host with or without a trailing slash; `exp` not passed. The docs ask for `exp`
+/// within 3 minutes in seconds, but Salesforce accepts the sf CLI's `exp` in milliseconds, so
+/// a far `exp` is not refused and one in milliseconds is read as such.
 fn verify_jwt(
     assertion: &str,
     pem: &str,
@@ -200,27 +213,45 @@ fn verify_jwt(
     #[derive(serde::Deserialize)]
     struct Claims {
         iss: String,
-        sub: String,
+        #[serde(default)]
+        sub: Option<String>,
+        #[serde(default)]
+        prn: Option<String>,
         exp: u64,
     }
     let key = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
         .map_err(|_| "invalid assertion".to_string())?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_audience(&[
+    let mut audiences = Vec::new();
+    for host in [
         "https://login.salesforce.com",
         "https://test.salesforce.com",
-        base,
-    ]);
+        base.trim_end_matches('/'),
+    ] {
+        audiences.push(host.to_string());
+        audiences.push(format!("{host}/"));
+    }
+    validation.set_audience(&audiences);
+    // `exp` is checked below, where a millisecond value is understood.
+    validation.validate_exp = false;
+    validation.required_spec_claims = ["exp", "aud"].iter().map(|s| s.to_string()).collect();
     let data = jsonwebtoken::decode::<Claims>(assertion, &key, &validation)
         .map_err(|e| format!("invalid assertion ({e})"))?;
     let now = chrono::Utc::now().timestamp() as u64;
-    if data.claims.exp > now + 180 + 60 {
-        return Err("expiration is too far in the future (at most 3 minutes)".into());
+    let exp = if data.claims.exp > 100_000_000_000 {
+        data.claims.exp / 1000
+    } else {
+        data.claims.exp
+    };
+    if exp + 60 < now {
+        return Err("expired authorization code".into());
     }
     if data.claims.iss != creds.client_id {
         return Err("invalid client credentials".into());
     }
-    if data.claims.sub != creds.username {
+    // `prn` is the older name of `sub`; when both are given, `prn` wins (reference §5.2).
+    let user = data.claims.prn.or(data.claims.sub).unwrap_or_default();
+    if user != creds.username {
         return Err("user hasn't approved this consumer".into());
     }
     Ok(())
@@ -262,21 +293,80 @@ fn base64_encode(bytes: &[u8]) -> String {
 }
 
 /// Every `/services/…` request.
-pub async fn services(
+/// Every request. Runs of `/` in the path count as one, as Salesforce treats them (the sf CLI
+/// sends `//services/...` after an instance URL with a trailing slash).
+pub async fn dispatch(
     State(state): State<AppState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = uri.path().to_string();
-    let segments: Vec<&str> = path
-        .trim_start_matches("/services/")
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let mut path = String::with_capacity(uri.path().len());
+    for c in uri.path().chars() {
+        if !(c == '/' && path.ends_with('/')) {
+            path.push(c);
+        }
+    }
+    let query = uri.query().unwrap_or_default();
+    if let Some(rest) = path.strip_prefix("/__emulator/") {
+        return admin(&state, method, rest, &body);
+    }
+    if let Some(rest) = path.strip_prefix("/id/") {
+        return crate::identity::identity_url(&state, &headers, rest, query);
+    }
+    match path.strip_prefix("/services/") {
+        Some(rest) => services(&state, method, rest, query, &headers, &body).await,
+        None => api_error(ApiError::new(
+            404,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+        )),
+    }
+}
+
+/// The bearer token of a request (`Authorization: Bearer …`), or empty.
+pub(crate) fn bearer(headers: &HeaderMap) -> &str {
+    headers
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("OAuth "))
+        })
+        .unwrap_or("")
+}
+
+/// 401 `INVALID_SESSION_ID` unless the request carries a live token.
+pub(crate) fn check_session(org: &mut Org, token: &str) -> Result<(), ApiError> {
+    if org.tokens.contains(token) {
+        Ok(())
+    } else {
+        org.count("unauthorized");
+        Err(ApiError::new(
+            401,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+        ))
+    }
+}
+
+/// Every `/services/…` request (`path` without that prefix).
+async fn services(
+    state: &AppState,
+    method: Method,
+    path: &str,
+    query_text: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let state = state.clone();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     if segments == ["oauth2", "token"] && method == Method::POST {
-        return oauth(&state, &headers, &body);
+        return oauth(&state, headers, body, query_text);
+    }
+    if segments == ["oauth2", "userinfo"] && matches!(method, Method::GET | Method::POST) {
+        return crate::identity::userinfo(&state, headers);
     }
     if segments == ["data"] {
         let versions: Vec<Value> = (31..=66)
@@ -299,15 +389,18 @@ pub async fn services(
             format!("API version {version} is retired"),
         ));
     }
-    let rest: Vec<String> = segments[2..].iter().map(|s| s.to_string()).collect();
-    let query = url_decode_pairs(uri.query().unwrap_or_default());
+    // Path segments are percent-decoded (`+` stays `+` in a path): an external ID with spaces
+    // arrives as `%20`.
+    let rest: Vec<String> = segments[2..]
+        .iter()
+        .map(|s| decode_path_segment(s))
+        .collect();
+    let query = url_decode_pairs(query_text);
+    let headers = headers.clone();
+    let body = Bytes::copy_from_slice(body);
     {
         let mut org = state.org.lock().expect("lock");
-        let bearer = headers
-            .get("Authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+        let bearer = bearer(&headers);
         if let Some(n) = org.faults.expire_tokens_after_calls {
             if n == 0 {
                 org.tokens.clear();
@@ -316,13 +409,8 @@ pub async fn services(
                 org.faults.expire_tokens_after_calls = Some(n - 1);
             }
         }
-        if !org.tokens.contains(bearer) {
-            org.count("unauthorized");
-            return api_error(ApiError::new(
-                401,
-                "INVALID_SESSION_ID",
-                "Session expired or invalid",
-            ));
+        if let Err(e) = check_session(&mut org, bearer) {
+            return api_error(e);
         }
         if org.faults.limit_exceeded_calls > 0 {
             org.faults.limit_exceeded_calls -= 1;
@@ -349,10 +437,34 @@ pub async fn services(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("gzip"));
     let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let fields = query.get("fields");
+    let into = |r: Result<Response, Response>| -> Handled { Ok(r.unwrap_or_else(|e| e)) };
     let result = match (method.clone(), parts.as_slice()) {
+        (Method::GET, []) => Ok(crate::identity::version_resources(
+            &state.base_url.lock().expect("lock"),
+            &version,
+        )),
         (Method::GET, ["limits"]) => limits(&state),
-        (Method::GET, ["sobjects"]) => sobjects(&state),
+        (Method::GET, ["sobjects"]) => sobjects(&state, &version),
         (Method::GET, ["sobjects", object, "describe"]) => describe(&state, object, &version),
+        (Method::GET, ["sobjects", object]) => rows::basic_info(&state, object, &version),
+        (Method::POST, ["sobjects", object]) => into(rows::create(&state, object, &body)),
+        (Method::GET, ["sobjects", object, id]) => {
+            rows::retrieve(&state, object, id, fields, &version)
+        }
+        (Method::PATCH, ["sobjects", object, id]) => into(rows::update(&state, object, id, &body)),
+        (Method::DELETE, ["sobjects", object, id]) => rows::delete(&state, object, id),
+        (Method::GET, ["sobjects", object, field, value]) => into(rows::retrieve_by_external_id(
+            &state, object, field, value, fields, &version,
+        )),
+        (Method::PATCH, ["sobjects", object, field, value]) => {
+            into(rows::upsert(&state, object, field, value, &body, &version))
+        }
+        (Method::GET, ["query" | "queryAll"])
+            if query.get("columns").is_some_and(|c| c == "true") =>
+        {
+            query_columns(&state, query.get("q").map(String::as_str).unwrap_or(""))
+        }
         (Method::GET, [resource @ ("query" | "queryAll")]) => rest_query(
             &state,
             query.get("q").map(String::as_str).unwrap_or(""),
@@ -404,7 +516,7 @@ pub async fn services(
     response
 }
 
-type Handled = Result<Response, ApiError>;
+pub(crate) type Handled = Result<Response, ApiError>;
 
 fn limits(state: &AppState) -> Handled {
     let mut org = state.org.lock().expect("lock");
@@ -421,13 +533,20 @@ fn limits(state: &AppState) -> Handled {
     ))
 }
 
-fn sobjects(state: &AppState) -> Handled {
+fn query_columns(state: &AppState, soql: &str) -> Handled {
+    let mut org = state.org.lock().expect("lock");
+    org.count("query");
+    let (object, selected, _, _) = org.run_query(soql, false)?;
+    Ok(json_response(200, &rows::columns(&object, &selected)))
+}
+
+fn sobjects(state: &AppState, version: &str) -> Handled {
     let mut org = state.org.lock().expect("lock");
     org.count("describe");
     let list: Vec<Value> = org
         .objects
         .values()
-        .map(|o| json!({ "name": o.name, "queryable": true, "keyPrefix": o.key_prefix }))
+        .map(|o| o.global_entry(version))
         .collect();
     Ok(json_response(
         200,
@@ -445,7 +564,7 @@ fn describe(state: &AppState, object: &str, version: &str) -> Handled {
 }
 
 /// One REST record as JSON text.
-fn rest_record(
+pub(crate) fn rest_record(
     org: &Org,
     object: &ObjectDef,
     selected: &[Selected],
@@ -477,7 +596,7 @@ fn rest_record(
                 ));
             }
             Selected::Related(reference, target, _) => {
-                let rel = reference.relationship.clone().unwrap_or_default();
+                let rel = reference.relationship_name.clone().unwrap_or_default();
                 if done_relationships.contains(&rel) {
                     continue;
                 }
@@ -619,7 +738,9 @@ fn job_json(job: &Job, query: bool) -> Value {
         v["numberRecordsProcessed"] = json!(job.counts.0);
         v["numberRecordsFailed"] = json!(job.counts.1);
     }
-    if let Some(e) = &job.error {
+    // `errorMessage` belongs to a Failed job (reference §2.4); a failure decided at creation
+    // (fault injection) shows only once the job has reached that state.
+    if let (Some(e), "Failed") = (&job.error, job.state.as_str()) {
         v["errorMessage"] = json!(e);
     }
     v
@@ -677,7 +798,7 @@ fn create_query_job(state: &AppState, body: &[u8], version: &str) -> Handled {
                                 wire::bulk_cell(&object, f, r.get(&f.name).unwrap_or(&Value::Null))
                             }
                             Selected::Related(reference, target, f) => {
-                                let rel = reference.relationship.clone().unwrap_or_default();
+                                let rel = reference.relationship_name.clone().unwrap_or_default();
                                 let value = org.related(&object, r, &rel, &f.name);
                                 let tdef = org
                                     .object(target)
@@ -896,7 +1017,7 @@ fn results_page(
         .get("maxRecords")
         .and_then(|m| m.parse::<usize>().ok())
         .filter(|&m| m > 0)
-        .unwrap_or(50_000);
+        .unwrap_or(org.bulk_page_size.max(1));
     let start = offset.min(rows.len());
     let end = (offset + max).min(rows.len());
     let next = (end < rows.len()).then(|| encode_locator(end));
@@ -980,7 +1101,13 @@ fn result_pages(state: &AppState, id: &str, version: &str) -> Handled {
         .ok_or_else(|| ApiError::new(404, "NOT_FOUND", format!("Job {id} not found")))?;
     let pages: Vec<Value> = match (&job.result, &job.canned) {
         (_, Some(p)) => (0..p.len()).take(5).map(|i| json!({ "resultUrl": format!("/services/data/v{version}/jobs/query/{id}/results?locator={}", encode_locator(i)) })).collect(),
-        (Some((_, rows)), _) => (0..rows.len().div_ceil(50_000).max(1)).take(5).map(|i| json!({ "resultUrl": format!("/services/data/v{version}/jobs/query/{id}/results?locator={}&maxRecords=50000", encode_locator(i * 50_000)) })).collect(),
+        (Some((_, rows)), _) => {
+            let size = org.bulk_page_size.max(1);
+            (0..rows.len().div_ceil(size).max(1))
+                .take(5)
+                .map(|i| json!({ "resultUrl": format!("/services/data/v{version}/jobs/query/{id}/results?locator={}&maxRecords={size}", encode_locator(i * size)) }))
+                .collect()
+        }
         _ => Vec::new(),
     };
     Ok(json_response(
@@ -1119,13 +1246,7 @@ fn collections_upsert(state: &AppState, object: &str, external_id: &str, body: &
 }
 
 /// Every `/__emulator/…` request (no auth: a test and demo control surface).
-pub async fn admin(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().trim_start_matches("/__emulator/").to_string();
+fn admin(state: &AppState, method: Method, path: &str, body: &[u8]) -> Response {
     let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let mut org = state.org.lock().expect("lock");
     let result: Handled = match (method, parts.as_slice()) {
@@ -1160,7 +1281,7 @@ pub async fn admin(
             })
         }
         (m @ (Method::PUT | Method::POST), ["objects", object, "records"]) => {
-            match serde_json::from_slice::<Vec<Record>>(&body) {
+            match serde_json::from_slice::<Vec<Record>>(body) {
                 Ok(rows) => org
                     .upsert_admin(object, rows, m == Method::PUT)
                     .map(|n| json_response(200, &json!({ "written": n }))),

@@ -18,7 +18,7 @@ fn find(org: &Org, object: &str, field: &str, value: &str) -> Option<usize> {
 }
 
 /// Writes `values` into a new or existing record; returns (id, created).
-fn write(
+pub(crate) fn write(
     org: &mut Org,
     def: &ObjectDef,
     existing: Option<usize>,
