@@ -290,6 +290,23 @@ def agent_job(job, url):
     return job
 
 
+def test_custom_status_column_goes_to_the_orgs_lambda_field(cxlake_bin, tmp_path):
+    s, job = lunch_report(tmp_path)
+    # The admin created the field as the Lambda names it; describe matching ignores case.
+    emulator = org_with(tmp_path, AGENT_OBJECT, add=[{"name": NS + "Lunch_time__c", "label": "Lunch time",
+                                                     "type": "double", "precision": 18, "scale": 2}])
+    try:
+        result = cx_run(tmp_path, "run", agent_job(job, emulator.url))
+        assert result.code == 0, result
+        assert "lunch_time_seconds ->" not in result.stdout, result
+        records = {r[NS + "AC_Record_Id__c"]: r for r in emulator.records(AGENT_OBJECT)}
+        assert records["jdoe" + s][NS + "Lunch_time__c"] == 1200
+        assert records["akim" + s][NS + "Lunch_time__c"] is None
+        assert records["jdoe" + s][NS + "Contacts_handled__c"] == 3
+    finally:
+        emulator.stop()
+
+
 def test_custom_status_without_a_field_is_listed_as_not_pushed(emulator, tmp_path):
     # The default org's agent object has no Lunch_time__c.
     s, job = lunch_report(tmp_path)
