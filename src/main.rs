@@ -1135,16 +1135,19 @@ async fn print_schema(job: &Job) -> Result<(), Failure> {
             }
         }
         JobKind::SalesforceExport(spec) => {
-            let tables = match ExportJob::open(job, spec, true).await {
-                Ok(export) => export
-                    .table_schemas()
-                    .await
-                    .with_context(context)?
+            let described = match ExportJob::open(job, spec, true).await {
+                Ok(export) => export.table_schemas().await.map_err(anyhow::Error::from),
+                Err(e) => Err(anyhow::Error::from(e)),
+            };
+            let tables = match described {
+                Ok(tables) => tables
                     .into_iter()
                     .map(|(table, schema)| (table, Some(schema), "from Salesforce describe"))
                     .collect::<Vec<_>>(),
                 Err(e) => {
-                    eprintln!("no Salesforce login ({e}); showing the columns the lake remembers");
+                    eprintln!(
+                        "no Salesforce describe ({e:#}); showing the columns the lake remembers"
+                    );
                     let lake = cxlake::lake::Location::open(
                         &job.lake.url,
                         job.lake.region.as_deref(),

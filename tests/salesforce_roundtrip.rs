@@ -104,7 +104,7 @@ fn rest_json_and_bulk_csv_normalize_to_identical_arrow() {
         .fields
         .iter()
         .filter(|f| f.name.ends_with("__c") || f.name.ends_with("__s"))
-        .filter(|f| ValueKind::of(&f.field_type).is_some() && f.field_type != "reference")
+        .filter(|f| ValueKind::of(f).is_some() && f.field_type != "reference")
         .filter(|f| !f.external_id)
         .map(|f| (f.name.clone(), f.field_type.clone()))
         .collect();
