@@ -1351,7 +1351,7 @@ fn admin(state: &AppState, method: Method, path: &str, body: &[u8]) -> Response 
     let mut org = state.org.lock().expect("lock");
     let result: Handled = match (method, parts.as_slice()) {
         (Method::GET, ["stats"]) => Ok(json_response(200, &json!(org.stats))),
-        (Method::POST, ["faults"]) => match serde_json::from_slice::<Value>(&body) {
+        (Method::POST, ["faults"]) => match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(given)) => {
                 let mut merged =
                     serde_json::to_value(FaultsView::from(&org.faults)).unwrap_or(json!({}));
