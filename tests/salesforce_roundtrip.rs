@@ -8,7 +8,7 @@ use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use cxlake::salesforce::auth::AuthFlow;
 use cxlake::salesforce::credentials::Credentials;
-use cxlake::salesforce::describe::{self, ValueKind};
+use cxlake::salesforce::describe::{self, FieldDescribe, ValueKind};
 use cxlake::salesforce::{normalize, Client, ClientConfig};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -17,9 +17,22 @@ use sf_emulator::{self as emulator, EmulatorConfig, OrgCredentials};
 
 const OBJECT: &str = "CX_Interaction__c";
 
-/// A random canonical value (the emulator's admin format) for a describe type; ~15% nulls.
-fn value(field_type: &str) -> BoxedStrategy<Value> {
-    let some: BoxedStrategy<Value> = match field_type {
+/// A random canonical value (the emulator's admin format) for a describe field; ~15% nulls.
+/// Numbers with a describe precision stay within it (at most `precision - scale` integer digits),
+/// as Salesforce refuses to store anything else.
+fn value(field: &FieldDescribe) -> BoxedStrategy<Value> {
+    let some: BoxedStrategy<Value> = match field.field_type.as_str() {
+        "double" | "currency" | "percent" if field.precision > 0 => {
+            let digits = (field.precision as i32 - field.scale).clamp(1, 12);
+            let whole = 10f64.powi(digits);
+            let places = 10f64.powi(field.scale.clamp(0, 2));
+            prop_oneof![
+                (-whole..whole).prop_map(move |v| (v * places).trunc() / places),
+                (-9i64..10).prop_map(|v| v as f64),
+            ]
+            .prop_map(Value::from)
+            .boxed()
+        }
         "boolean" => any::<bool>().prop_map(Value::from).boxed(),
         "int" | "long" => (-1_000_000_000i64..1_000_000_000)
             .prop_map(Value::from)
@@ -100,15 +113,16 @@ fn rest_json_and_bulk_csv_normalize_to_identical_arrow() {
     let selection =
         describe::select(&described, &[], &Default::default()).expect("all fields select");
     // Writable custom fields of every exportable type get random values.
-    let fields: Vec<(String, String)> = described
+    let fields: Vec<FieldDescribe> = described
         .fields
         .iter()
         .filter(|f| f.name.ends_with("__c") || f.name.ends_with("__s"))
         .filter(|f| ValueKind::of(f).is_some() && f.field_type != "reference")
         .filter(|f| !f.external_id)
-        .map(|f| (f.name.clone(), f.field_type.clone()))
+        .cloned()
         .collect();
-    let kinds: std::collections::BTreeSet<&str> = fields.iter().map(|(_, t)| t.as_str()).collect();
+    let kinds: std::collections::BTreeSet<&str> =
+        fields.iter().map(|f| f.field_type.as_str()).collect();
     for wanted in [
         "boolean", "int", "double", "currency", "percent", "date", "datetime", "time", "textarea",
     ] {
@@ -117,7 +131,7 @@ fn rest_json_and_bulk_csv_normalize_to_identical_arrow() {
             "{OBJECT} has no {wanted} field: {kinds:?}"
         );
     }
-    let record = fields.iter().map(|(_, t)| value(t)).collect::<Vec<_>>();
+    let record = fields.iter().map(value).collect::<Vec<_>>();
     let records = proptest::collection::vec(record, 1..60);
 
     let mut runner = TestRunner::new(Config {
@@ -134,8 +148,8 @@ fn rest_json_and_bulk_csv_normalize_to_identical_arrow() {
                 .map(|(i, values)| {
                     let mut map = serde_json::Map::new();
                     map.insert("Name".into(), json!(format!("prop {i}")));
-                    for ((name, _), v) in fields.iter().zip(values) {
-                        map.insert(name.clone(), v.clone());
+                    for (field, v) in fields.iter().zip(values) {
+                        map.insert(field.name.clone(), v.clone());
                     }
                     Value::Object(map)
                 })
