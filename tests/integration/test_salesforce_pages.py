@@ -22,7 +22,7 @@ CASES = {
     "rest_missing_field": ("rest", "wide_row", "Name",
                            r"Account REST page 1: record 001\w+, field Name: the field is missing from the record"),
     "rest_bad_value": ("rest", "bad_value", "AnnualRevenue",
-                       r"Account REST page 1: record 001\w+, field AnnualRevenue: expected a number \(value .*not-a-value"),
+                       r"Account REST page 1: record 001\w+, field AnnualRevenue: expected a decimal number \(value .*not-a-value"),
 }
 
 
