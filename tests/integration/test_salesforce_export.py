@@ -316,3 +316,25 @@ def test_export_to_s3_with_glue_tables_and_secrets_manager(emulator, cx, tmp_pat
     # Glue's columns are exactly the file's columns, in order, with matching types.
     assert list(types) == table.schema.names
     assert len(custom) > 20
+
+
+def test_schema_without_a_reachable_org_shows_the_columns_the_lake_remembers(emulator, cx, tmp_path):
+    """`cxlake schema` of an export job reads describe when it can, and otherwise the lake's
+    table metadata: the same columns as the Parquet file pyarrow reads, with describe's decimals."""
+    job = export_job(tmp_path, emulator.url, objects=("Account",), mode="snapshot")
+    assert cx("run", job).code == 0
+    revenue = next(f for f in describe(emulator, "Account")["fields"] if f["name"] == "AnnualRevenue")
+    online = cx("schema", job)
+    assert online.code == 0 and "from Salesforce describe" in online.stdout, online
+    emulator.stop()
+
+    offline = cx("schema", job)
+    assert offline.code == 0, offline
+    assert "showing the columns the lake remembers" in offline.stderr, offline
+    assert "table sf_account (from the lake's table metadata" in offline.stdout, offline
+    listed = [line.split()[0] for line in offline.stdout.splitlines() if line.startswith("  ")]
+    (history,) = (tmp_path / "lake" / "sf_account").rglob("*.parquet")
+    stored = [n for n in pq.read_schema(history).names if n != "snapshot_date"]
+    assert listed == stored, (listed, stored)
+    revenue_line = next(line for line in offline.stdout.splitlines() if line.split()[:1] == ["annual_revenue"])
+    assert f"decimal({revenue['precision']},{revenue['scale']})" in revenue_line, revenue_line
