@@ -545,8 +545,20 @@ mod tests {
     use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMillisecondType};
     use chrono::Datelike;
 
+    /// Export columns for (SOQL path, kind) pairs, named as describe names them.
+    fn columns_of<const N: usize>(pairs: [(&str, ValueKind); N]) -> Vec<Column> {
+        pairs
+            .into_iter()
+            .map(|(path, kind)| Column {
+                path: path.into(),
+                name: super::super::describe::column_name(path),
+                kind,
+            })
+            .collect()
+    }
+
     fn columns() -> Vec<Column> {
-        [
+        columns_of([
             ("Id", ValueKind::Text),
             ("Name", ValueKind::Text),
             ("IsActive__c", ValueKind::Boolean),
@@ -556,14 +568,7 @@ mod tests {
             ("SystemModstamp", ValueKind::DateTime),
             ("Opens__c", ValueKind::Time),
             ("Owner.Name", ValueKind::Text),
-        ]
-        .into_iter()
-        .map(|(path, kind)| Column {
-            path: path.into(),
-            name: super::super::describe::column_name(path),
-            kind,
-        })
-        .collect()
+        ])
     }
 
     const REST: &str = r#"[
@@ -663,19 +668,12 @@ mod tests {
 
     fn money_columns() -> Vec<Column> {
         let decimal = |precision, scale| ValueKind::Decimal { precision, scale };
-        [
+        columns_of([
             ("Id", ValueKind::Text),
             ("Cost__c", decimal(18, 2)),
             ("Share__c", decimal(5, 2)),
             ("Revenue", decimal(18, 0)),
-        ]
-        .into_iter()
-        .map(|(path, kind)| Column {
-            path: path.into(),
-            name: super::super::describe::column_name(path),
-            kind,
-        })
-        .collect()
+        ])
     }
 
     #[test]
