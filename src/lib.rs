@@ -14,6 +14,7 @@ pub mod lake;
 pub mod observe;
 pub mod pushback;
 pub mod rollup;
+pub mod runner;
 pub mod salesforce;
 pub mod state;
 pub mod window;

@@ -68,7 +68,10 @@ async fn every_row_lands_whatever_the_chunk_size() {
         };
 
         assert_eq!(plan.files.len(), 1, "{plan:?}");
-        let report = connect.run(&plan).await.unwrap();
+        let report = connect
+            .run(&plan, &cxlake::observe::progress::Progress::hidden())
+            .await
+            .unwrap();
         assert_eq!(
             report.rows_read,
             7 * 300,

@@ -25,6 +25,7 @@ use crate::lake::merge::{latest_per_key, without_sources, RowKey};
 use crate::lake::parquet::{self, ParquetError};
 use crate::lake::store::Unreadable;
 use crate::lake::{layout, Access, Location, StoreError};
+use crate::observe::progress::Progress;
 use crate::state::{self, JobState, RejectReason, SeenObject, StateError, TableMeta};
 use crate::window::Window;
 
@@ -200,7 +201,6 @@ pub struct ConnectJob<'a> {
     lake: Location,
     chunk_bytes: usize,
     files_in_flight: usize,
-    progress: Option<indicatif::ProgressBar>,
     /// Partition days rows may land in: the projection range, `projection_start` to tomorrow.
     days: std::ops::RangeInclusive<i32>,
 }
@@ -244,7 +244,6 @@ impl<'a> ConnectJob<'a> {
             lake,
             chunk_bytes: CHUNK_BYTES,
             files_in_flight: FILES_IN_FLIGHT,
-            progress: None,
             days: projection_days(job, Utc::now()),
         })
     }
@@ -252,12 +251,6 @@ impl<'a> ConnectJob<'a> {
     /// Sets how many report files are fetched and parsed at once (S3 GETs in flight).
     pub fn with_concurrency(mut self, files: usize) -> Self {
         self.files_in_flight = files.max(1);
-        self
-    }
-
-    /// Reports progress (files done of the plan, rows, rate, ETA) on `bar`.
-    pub fn with_progress(mut self, bar: indicatif::ProgressBar) -> Self {
-        self.progress = Some(bar);
         self
     }
 
@@ -405,8 +398,8 @@ impl<'a> ConnectJob<'a> {
         layout::day_string(local.div_euclid(86_400_000) as i32)
     }
 
-    /// Runs the plan: parse, merge, write, catalog, state.
-    pub async fn run(&self, plan: &Plan) -> Result<RunReport, RunError> {
+    /// Runs the plan: parse, merge, write, catalog, state; `progress` counts files (and rows).
+    pub async fn run(&self, plan: &Plan, progress: &Progress) -> Result<RunReport, RunError> {
         let started = Instant::now();
         let buffers = Arc::new(PartitionBuffers::new(MEMORY_BUDGET)?);
         let compactor = Compactor {
@@ -415,27 +408,21 @@ impl<'a> ConnectJob<'a> {
             tasks: Default::default(),
             report: self.schema,
         };
-        if let Some(bar) = &self.progress {
-            bar.set_length(plan.files.len() as u64);
-        }
+        progress.set_total(plan.files.len() as u64);
         let mut rows_so_far = 0usize;
         let results: Vec<FileOutcome> = futures::stream::iter(plan.files.iter().cloned())
             .map(|key| self.load_file(key, &compactor))
             .buffer_unordered(self.files_in_flight)
             .inspect_ok(|outcome| {
-                if let Some(bar) = &self.progress {
-                    if let FileOutcome::Loaded { rows, .. } = outcome {
-                        rows_so_far += rows;
-                        bar.set_message(format!("{rows_so_far} rows"));
-                    }
-                    bar.inc(1);
+                if let (FileOutcome::Loaded { rows, .. }, true) = (outcome, progress.is_shown()) {
+                    rows_so_far += rows;
+                    progress.message(format!("{rows_so_far} rows"));
                 }
+                progress.inc(1);
             })
             .try_collect()
             .await?;
-        if let Some(bar) = &self.progress {
-            bar.finish_and_clear();
-        }
+        progress.finish();
         compactor.finish().await?;
         drop(compactor);
 

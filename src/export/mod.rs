@@ -22,6 +22,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use crate::job::{ApiChoice, ExportMode, Job, ObjectSpec, SalesforceExport, SalesforceSettings};
 use crate::lake::parquet::{align, ParquetError};
 use crate::lake::{Access, Location, StoreError};
+use crate::observe::progress::Progress;
 use crate::salesforce::credentials::{self, CredentialSource};
 use crate::salesforce::describe::{self, Column, ObjectDescribe, ValueKind};
 use crate::salesforce::{normalize, Client, ClientConfig, SalesforceError};
@@ -336,13 +337,18 @@ pub async fn client_for(settings: &SalesforceSettings) -> Result<Client, Salesfo
     )
 }
 
+/// Where an object's records go: its history file, counted on the run's progress.
+struct Sink<'a> {
+    writer: &'a mut PartWriter,
+    progress: &'a Progress,
+}
+
 /// A `salesforce-export` run.
 pub struct ExportJob<'a> {
     job: &'a Job,
     spec: &'a SalesforceExport,
     lake: Location,
     client: Arc<Client>,
-    progress: Option<indicatif::ProgressBar>,
 }
 
 /// Rows and deletes counted while streaming.
@@ -374,23 +380,7 @@ impl<'a> ExportJob<'a> {
             spec,
             lake,
             client,
-            progress: None,
         })
-    }
-
-    /// Reports each object's progress (records done of the query's total, rate, ETA) on `bar`.
-    pub fn with_progress(mut self, bar: indicatif::ProgressBar) -> Self {
-        self.progress = Some(bar);
-        self
-    }
-
-    /// Restarts the progress bar for `object`, whose query matched `total` records.
-    fn progress_start(&self, object: &str, total: Option<u64>) {
-        if let Some(bar) = &self.progress {
-            bar.reset();
-            bar.set_length(total.unwrap_or(0));
-            bar.set_message(object.to_string());
-        }
     }
 
     /// The lake.
@@ -496,14 +486,18 @@ impl<'a> ExportJob<'a> {
     }
 
     /// Exports every object; one object's failure does not stop the others.
-    pub async fn run(&self, window: &Window) -> Result<ExportReport, ExportError> {
+    pub async fn run(
+        &self,
+        window: &Window,
+        progress: &Progress,
+    ) -> Result<ExportReport, ExportError> {
         let started = Instant::now();
         let mut report = ExportReport::default();
         let now = now_seconds();
         // Check the window before touching anything.
         self.bounds(None, window, now)?;
         for spec in &self.spec.export.objects {
-            match self.export_object(spec, window, now).await {
+            match self.export_object(spec, window, now, progress).await {
                 Ok(r) => {
                     tracing::info!(
                         job = %self.job.name,
@@ -534,9 +528,7 @@ impl<'a> ExportJob<'a> {
                 }
             }
         }
-        if let Some(bar) = &self.progress {
-            bar.finish_and_clear();
-        }
+        progress.finish();
         report.calls = self.client.counts().snapshot();
         report.lake_requests = self.lake.requests().snapshot();
         report.seconds = started.elapsed().as_secs_f64();
@@ -548,6 +540,7 @@ impl<'a> ExportJob<'a> {
         spec: &ObjectSpec,
         window: &Window,
         now: DateTime<Utc>,
+        progress: &Progress,
     ) -> Result<ObjectReport, ExportError> {
         let started = Instant::now();
         let table = table_name(&spec.name);
@@ -580,7 +573,10 @@ impl<'a> ExportJob<'a> {
                 incremental,
                 &columns,
                 &table_schema,
-                &mut history,
+                &mut Sink {
+                    writer: &mut history,
+                    progress,
+                },
             )
             .await?;
         let (rows, history_file) = history.finish().await?;
@@ -740,7 +736,7 @@ impl<'a> ExportJob<'a> {
         all: bool,
         columns: &Arc<Vec<Column>>,
         schema: &SchemaRef,
-        out: &mut PartWriter,
+        out: &mut Sink<'_>,
     ) -> Result<(Api, Streamed), ExportError> {
         let settings = &self.spec.salesforce;
         match settings.api {
@@ -797,10 +793,10 @@ impl<'a> ExportJob<'a> {
         first: crate::salesforce::rest::QueryPage,
         columns: &Arc<Vec<Column>>,
         schema: &SchemaRef,
-        out: &mut PartWriter,
+        out: &mut Sink<'_>,
     ) -> Result<Streamed, ExportError> {
         let total = first.total_size;
-        self.progress_start(object, Some(total));
+        out.progress.restart(total, object);
         let mut streamed = Streamed::default();
         let mut page = first;
         let mut number = 1u64;
@@ -847,7 +843,7 @@ impl<'a> ExportJob<'a> {
         all: bool,
         columns: &Arc<Vec<Column>>,
         schema: &SchemaRef,
-        out: &mut PartWriter,
+        out: &mut Sink<'_>,
     ) -> Result<Streamed, ExportError> {
         let client = &self.client;
         let job = client.create_query_job(soql, all).await?;
@@ -855,7 +851,8 @@ impl<'a> ExportJob<'a> {
             .wait_for_query_job(&job.id, object, Duration::from_millis(50))
             .await?;
         let delimiter = info.delimiter();
-        self.progress_start(object, info.number_records_processed);
+        out.progress
+            .restart(info.number_records_processed.unwrap_or(0), object);
         let mut streamed = Streamed::default();
         let mut parsing = FuturesOrdered::new();
         let mut locator: Option<String> = None;
@@ -916,13 +913,11 @@ impl<'a> ExportJob<'a> {
         batch: RecordBatch,
         schema: &SchemaRef,
         streamed: &mut Streamed,
-        out: &mut PartWriter,
+        out: &mut Sink<'_>,
     ) -> Result<(), ExportError> {
         let batch = align(&batch, schema)?;
         streamed.rows += batch.num_rows() as u64;
-        if let Some(bar) = &self.progress {
-            bar.inc(batch.num_rows() as u64);
-        }
+        out.progress.inc(batch.num_rows() as u64);
         if let Some(flags) = batch.column_by_name("is_deleted") {
             let flags = flags.as_boolean();
             streamed.deleted += (0..flags.len())
@@ -930,7 +925,7 @@ impl<'a> ExportJob<'a> {
                 .count() as u64;
         }
         if batch.num_rows() > 0 {
-            out.write(batch).await?;
+            out.writer.write(batch).await?;
         }
         Ok(())
     }

@@ -2,26 +2,32 @@
 //! the deployment's own buckets, instance, time zone, Glue database and Salesforce login put in.
 //! The files are ordinary job files: edit them, then `cxlake validate` them.
 
-/// What differs between deployments.
-#[derive(Debug, Clone)]
+/// What differs between deployments (also the options of `cxlake init`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Deployment {
-    /// The Connect reports prefix above `Queue/` and `Agent/`, e.g.
-    /// `s3://<reports-bucket>/connect/<alias>/Reports/SFDC/`.
+    /// Connect reports prefix above Queue/ and Agent/, e.g. s3://<bucket>/connect/<alias>/Reports/SFDC/.
+    #[arg(long)]
     pub reports: String,
-    /// The Connect instance alias stored in every row.
+    /// Connect instance alias (stored in every row).
+    #[arg(long)]
     pub instance: String,
-    /// The lake, `s3://<lake-bucket>/<prefix>` or `file://<folder>`.
+    /// The lake: s3://<bucket>/<prefix> or file://<folder>.
+    #[arg(long)]
     pub lake: String,
     /// Reporting-day time zone (IANA name).
+    #[arg(long, default_value = "UTC")]
     pub timezone: String,
-    /// Glue database; `None` writes the files without `[catalog]`.
+    /// Glue database (omit for no catalog).
+    #[arg(long)]
     pub database: Option<String>,
-    /// Salesforce integration user (`None` keeps the example's, to edit).
+    /// Salesforce integration user (default: the example's, to edit).
+    #[arg(long)]
     pub salesforce_user: Option<String>,
-    /// Where the Salesforce credentials live: a secret ARN, `env`, or `file:<path>` (`None`
-    /// keeps the example's, to edit).
+    /// Where the Salesforce credentials live: a Secrets Manager ARN, env, or file:<path>.
+    #[arg(long)]
     pub salesforce_credentials: Option<String>,
-    /// Salesforce login URL (`None`: `https://login.salesforce.com`).
+    /// Salesforce login URL (a sandbox's, or your My Domain; default https://login.salesforce.com).
+    #[arg(long)]
     pub salesforce_login_url: Option<String>,
 }
 
@@ -107,6 +113,99 @@ pub fn render(deployment: &Deployment) -> Vec<(&'static str, String)> {
             (*name, text)
         })
         .collect()
+}
+
+/// Why `cxlake init` wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// Job files of these paths exist and `force` was not given.
+    #[error("these job files exist already (--force replaces them): {}", .0.join(", "))]
+    Exists(Vec<String>),
+    /// The deployment's settings make invalid job files (each problem names its file).
+    #[error("the settings give invalid job files:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+    /// A file or folder could not be written.
+    #[error("{what}")]
+    Io {
+        /// What was being done, and where.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl InitError {
+    /// Whether the error is the user's settings (bad usage) rather than the machine's.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, InitError::Exists(_) | InitError::Invalid(_))
+    }
+}
+
+/// The job files [`write`] wrote: (path, kind name, job name).
+#[derive(Debug)]
+pub struct Written {
+    dir: std::path::PathBuf,
+    files: Vec<(std::path::PathBuf, &'static str, String)>,
+}
+
+impl std::fmt::Display for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (path, kind, name) in &self.files {
+            writeln!(f, "wrote {} ({kind} job {name:?})", path.display())?;
+        }
+        writeln!(
+            f,
+            "next: review them, `cxlake validate {dir}/*.toml --print`, then `cxlake run {dir}/connect-queue.toml --dry-run`",
+            dir = self.dir.display()
+        )
+    }
+}
+
+/// Renders a deployment's job files into `dir` (created if missing), after checking that each
+/// one loads as a valid job in a scratch folder, so a bad setting writes nothing. Existing files
+/// are replaced only with `force`.
+pub fn write(
+    dir: &std::path::Path,
+    deployment: &Deployment,
+    force: bool,
+) -> Result<Written, InitError> {
+    let io = |what: String| move |source| InitError::Io { what, source };
+    let files = render(deployment);
+    let existing: Vec<String> = files
+        .iter()
+        .map(|(name, _)| dir.join(name))
+        .filter(|path| path.exists())
+        .map(|path| path.display().to_string())
+        .collect();
+    if !existing.is_empty() && !force {
+        return Err(InitError::Exists(existing));
+    }
+    let scratch = tempfile::tempdir().map_err(io("creating a scratch folder".into()))?;
+    let mut problems = Vec::new();
+    let mut loaded = Vec::new();
+    for (name, text) in &files {
+        let path = scratch.path().join(name);
+        std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
+        match super::load(&path, &Default::default()) {
+            Ok(job) => loaded.push(job),
+            Err(e) => problems.extend(e.problems.iter().map(|p| format!("{name}: {p}"))),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(InitError::Invalid(problems));
+    }
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let mut written = Vec::new();
+    for ((name, text), job) in files.iter().zip(loaded) {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
+        written.push((path, job.kind.name(), job.name));
+    }
+    Ok(Written {
+        dir: dir.to_path_buf(),
+        files: written,
+    })
 }
 
 #[cfg(test)]

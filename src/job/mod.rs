@@ -5,10 +5,11 @@
 
 pub mod init;
 mod model;
+mod settings;
 
 pub use model::{
-    ApiChoice, CatalogSettings, ConnectSource, ExportMode, ExportSettings, Job, JobKind,
-    LakeSettings, ObjectSpec, PushbackSpec, ReportKind, RollupSpec, SalesforceExport,
+    ApiChoice, CatalogSettings, ConnectSource, ExportMode, ExportSettings, Grain, Job, JobKind,
+    KeyStyle, LakeSettings, ObjectSpec, PushbackSpec, ReportKind, RollupSpec, SalesforceExport,
     SalesforcePushback, SalesforceSettings, DEFAULT_API_VERSION, DEFAULT_BULK_THRESHOLD,
     DEFAULT_LOOKBACK_DAYS, DEFAULT_PAGE_SIZE, DEFAULT_PROJECTION_START,
 };

@@ -7,6 +7,35 @@ use serde::Deserialize;
 use crate::salesforce::auth::AuthFlow;
 use crate::salesforce::credentials::CredentialSource;
 
+/// How external IDs are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStyle {
+    /// Like the CTI Lambdas: name (sanitized for queues) + StartInterval (+ region): updates the
+    /// records they wrote. Two Connect instances with the same queue name collide.
+    Lambda,
+    /// `<instance>|<name>|<StartInterval>`: never collides across instances.
+    Instance,
+}
+
+/// The two roll-up grains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    /// One row per local clock hour (a DST fall-back day has two 01:00 hours, told apart by `hour_start`).
+    Hourly,
+    /// One row per reporting day.
+    Daily,
+}
+
+impl Grain {
+    /// Name used in table names and job files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Grain::Hourly => "hourly",
+            Grain::Daily => "daily",
+        }
+    }
+}
+
 /// First day of the Glue `dt` projection range unless the job sets one (Amazon Connect launched in 2017).
 pub const DEFAULT_PROJECTION_START: &str = "2017-01-01";
 
@@ -55,7 +84,7 @@ pub struct PushbackSpec {
     /// Namespace of the CTI adapter (`amazonconnect`; empty or `-` for none).
     pub namespace: String,
     /// External ID style.
-    pub key: crate::pushback::map::KeyStyle,
+    pub key: KeyStyle,
     /// AWS region written to `Region__c` and appended to Lambda-style keys, like the Lambdas,
     /// when the object has `Region__c`. Unset: the AWS region of the environment (as the
     /// Lambdas' boto3 session); `""`: none.
@@ -73,7 +102,7 @@ pub struct RollupSpec {
     /// Which interval table: `connect_<report>_interval`.
     pub report: ReportKind,
     /// Grains to build (default both).
-    pub grains: Vec<crate::rollup::aggregate::Grain>,
+    pub grains: Vec<Grain>,
 }
 
 /// A `salesforce-export` job: the org and what to export.
@@ -262,7 +291,6 @@ struct RawPushback {
 
 impl RawPushback {
     fn validate(&self, problems: &mut Vec<String>) -> Option<PushbackSpec> {
-        use crate::pushback::map::KeyStyle;
         let report = match required(&self.report, "pushback.report", problems) {
             Some("queue") => Some(ReportKind::Queue),
             Some("agent") => Some(ReportKind::Agent),
@@ -331,7 +359,6 @@ struct RawRollup {
 
 impl RawRollup {
     fn validate(&self, problems: &mut Vec<String>) -> Option<RollupSpec> {
-        use crate::rollup::aggregate::Grain;
         let report = match required(&self.report, "rollup.report", problems) {
             Some("queue") => Some(ReportKind::Queue),
             Some("agent") => Some(ReportKind::Agent),

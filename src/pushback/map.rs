@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use crate::job::ReportKind;
+use crate::job::{KeyStyle, ReportKind};
 
 const PUSHBACK_TOML: &str = include_str!("../../schemas/pushback.toml");
 
@@ -138,16 +138,6 @@ pub fn fields_for_added_column(column: &str) -> Vec<String> {
     }
     out.push(format!("{name}__c"));
     out
-}
-
-/// How external IDs are built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyStyle {
-    /// Like the CTI Lambdas: name (sanitized for queues) + StartInterval (+ region): updates the
-    /// records they wrote. Two Connect instances with the same queue name collide.
-    Lambda,
-    /// `<instance>|<name>|<StartInterval>`: never collides across instances.
-    Instance,
 }
 
 /// The external ID of one row.

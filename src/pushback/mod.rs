@@ -20,6 +20,7 @@ use crate::job::{Job, PushbackSpec, SalesforceSettings};
 use crate::lake::parquet::{decode, ParquetError};
 use crate::lake::partitions::{changed_days, DayFile};
 use crate::lake::{layout, Access, Location, StoreError};
+use crate::observe::progress::Progress;
 use crate::salesforce::ingest::{self, RecordResult, Records, WriteValue};
 use crate::salesforce::{Client, SalesforceError};
 use crate::state::{self, RejectReason, StateError};
@@ -261,7 +262,7 @@ impl<'a> PushbackJob<'a> {
     async fn prepare(
         &self,
         plan: &[DayFile],
-        progress: Option<&indicatif::ProgressBar>,
+        progress: &Progress,
     ) -> Result<Prepared, PushbackError> {
         let schema = ReportSchema::get(self.spec.report);
         let object = self.object();
@@ -382,18 +383,14 @@ impl<'a> PushbackJob<'a> {
         };
         // Later partitions (and later rows) win when two rows share a key.
         let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
-        if let Some(bar) = progress {
-            bar.set_length(plan.len() as u64);
-        }
+        progress.set_total(plan.len() as u64);
         let shape = RowShape {
             with_end: end_field.is_some(),
             with_created: created_field.is_some(),
             region: prepared.region.clone(),
         };
         for file in plan {
-            if let Some(bar) = progress {
-                bar.inc(1);
-            }
+            progress.inc(1);
             let Some(bytes) = self.lake.get(&file.key).await? else {
                 continue;
             };
@@ -416,9 +413,7 @@ impl<'a> PushbackJob<'a> {
             prepared.pushed.insert(file.day, pushed);
             prepared.newest = prepared.newest.max(Some(file.modified));
         }
-        if let Some(bar) = progress {
-            bar.finish_and_clear();
-        }
+        progress.finish();
         prepared.digests = prepared
             .records
             .rows
@@ -442,7 +437,7 @@ impl<'a> PushbackJob<'a> {
     pub async fn run(
         &self,
         plan: &[DayFile],
-        progress: Option<&indicatif::ProgressBar>,
+        progress: &Progress,
     ) -> Result<PushbackReport, PushbackError> {
         let started = Instant::now();
         let prepared = self.prepare(plan, progress).await?;
@@ -549,7 +544,7 @@ impl<'a> PushbackJob<'a> {
     /// A dry run against the org: describe, the records the run would send, and a SOQL lookup
     /// of a sample of their keys (at most [`LOOKUP_SAMPLE`]) that tells updates from creates.
     pub async fn lookup(&self, plan: &[DayFile]) -> Result<LookupReport, PushbackError> {
-        let prepared = self.prepare(plan, None).await?;
+        let prepared = self.prepare(plan, &Progress::hidden()).await?;
         let keys: Vec<&str> = prepared
             .send
             .iter()

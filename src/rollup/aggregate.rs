@@ -15,27 +15,9 @@ use arrow::error::ArrowError;
 
 use super::rules::{rule_for, Rule};
 use crate::connect::schema::{col, utc_millis, EXPORTED_AT, SOURCE_KEY};
+use crate::job::Grain;
 
 const HOUR_MS: i64 = 3_600_000;
-
-/// The two roll-up grains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grain {
-    /// One row per local clock hour (a DST fall-back day has two 01:00 hours, told apart by `hour_start`).
-    Hourly,
-    /// One row per reporting day.
-    Daily,
-}
-
-impl Grain {
-    /// Name used in table names and job files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Grain::Hourly => "hourly",
-            Grain::Daily => "daily",
-        }
-    }
-}
 
 /// A metric column of the input and how it rolls up.
 struct Metric {

@@ -9,12 +9,13 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 
-use super::aggregate::{output_schema, rollup_noting_fallbacks, FallbackUse, Grain};
+use super::aggregate::{output_schema, rollup_noting_fallbacks, FallbackUse};
 use crate::connect::schema::ReportSchema;
-use crate::job::{Job, ReportKind};
+use crate::job::{Grain, Job, ReportKind};
 use crate::lake::parquet::{align, decode, encode, ParquetError};
 use crate::lake::partitions::{changed_days, DayFile};
 use crate::lake::{layout, Access, Location, StoreError};
+use crate::observe::progress::Progress;
 use crate::state::{self, StateError};
 use crate::window::Window;
 
@@ -133,28 +134,22 @@ impl<'a> RollupJob<'a> {
         &self,
         plan: &[DayFile],
         concurrency: usize,
-        progress: Option<&indicatif::ProgressBar>,
+        progress: &Progress,
     ) -> Result<RollupReport, RollupError> {
         let started = Instant::now();
         let schema = ReportSchema::get(self.report);
         let meta = state::load_table_meta(&self.lake, &schema.table).await?;
         let input_schema = schema.table_schema(&meta.extra_columns);
-        if let Some(bar) = progress {
-            bar.set_length(plan.len() as u64);
-        }
+        progress.set_total(plan.len() as u64);
         let days: Vec<Option<DayOutcome>> = futures::stream::iter(plan)
             .map(|day| self.roll_day(day, &input_schema))
             .buffer_unordered(concurrency.max(1))
             .inspect_ok(|_| {
-                if let Some(bar) = progress {
-                    bar.inc(1);
-                }
+                progress.inc(1);
             })
             .try_collect()
             .await?;
-        if let Some(bar) = progress {
-            bar.finish_and_clear();
-        }
+        progress.finish();
         let mut report = RollupReport::default();
         let mut newest: Option<DateTime<Utc>> = None;
         let mut partition_values = Vec::new();

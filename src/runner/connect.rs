@@ -1,0 +1,262 @@
+//! connect-intervals through the runner: report files → partitions of the interval table.
+
+use std::fmt;
+
+use super::{failed, Exit, JobError, JobRun, RunOptions, Summary};
+use crate::connect::job::{ConnectJob, OpenMode, Plan, RunReport};
+use crate::job::{ConnectSource, Job};
+use crate::lake::layout;
+use crate::observe::progress::Progress;
+use crate::observe::run::RunMetrics;
+use crate::window::Window;
+
+/// A connect-intervals job opened for a run or a dry run.
+pub(super) struct ConnectRun<'a> {
+    job: &'a Job,
+    source: &'a ConnectSource,
+    connect: ConnectJob<'a>,
+    shard: Option<(u32, u32)>,
+}
+
+impl<'a> ConnectRun<'a> {
+    pub(super) async fn open(
+        job: &'a Job,
+        source: &'a ConnectSource,
+        options: &RunOptions,
+    ) -> Result<Self, JobError> {
+        let mode = if options.dry_run {
+            OpenMode::DryRun
+        } else {
+            OpenMode::Run
+        };
+        let connect = ConnectJob::open(job, source, mode)
+            .await
+            .map_err(failed(job, ""))?
+            .with_concurrency(options.concurrency);
+        Ok(ConnectRun {
+            job,
+            source,
+            connect,
+            shard: options.shard,
+        })
+    }
+}
+
+impl JobRun for ConnectRun<'_> {
+    type Plan = Plan;
+    type Report = ConnectSummary;
+    const UNIT: &'static str = "files";
+
+    async fn plan(&self, window: Window) -> Result<Plan, JobError> {
+        let mut plan = self
+            .connect
+            .plan(window)
+            .await
+            .map_err(failed(self.job, "planning"))?;
+        if let Some((index, count)) = self.shard {
+            self.connect.shard(&mut plan, index, count);
+            tracing::info!(job = %self.job.name, shard = %format!("{index}/{count}"), files = plan.files.len(), "shard of the backfill");
+        }
+        Ok(plan)
+    }
+
+    async fn dry_run(&self, plan: &Plan) -> Result<String, JobError> {
+        Ok(PlanListing { run: self, plan }.to_string())
+    }
+
+    async fn run(&self, plan: Plan, progress: &Progress) -> Result<ConnectSummary, JobError> {
+        for other in &plan.skipped {
+            tracing::warn!(job = %self.job.name, object = %other, "skipped: not a report file name");
+        }
+        let report = self
+            .connect
+            .run(&plan, progress)
+            .await
+            .map_err(failed(self.job, ""))?;
+        Ok(ConnectSummary {
+            job: self.job.name.clone(),
+            table: self.connect.table().table.clone(),
+            source_url: self.connect.source_url().to_string(),
+            report,
+        })
+    }
+}
+
+/// What `--dry-run` prints: each file and the partition its name points to.
+struct PlanListing<'r, 'a> {
+    run: &'r ConnectRun<'a>,
+    plan: &'r Plan,
+}
+
+impl fmt::Display for PlanListing<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (connect, plan) = (&self.run.connect, self.plan);
+        let lookback = plan
+            .lookback_from
+            .map(|from| {
+                format!(
+                    " not read yet or changed, named after {from} (lookback {} days before the watermark)",
+                    self.run.source.lookback_days
+                )
+            })
+            .unwrap_or_default();
+        writeln!(
+            f,
+            "plan for {} ({} → {}): {} report files{lookback}",
+            self.run.job.name,
+            self.run.source.url,
+            connect
+                .lake()
+                .url_of(&layout::table_prefix(&connect.table().table)),
+            plan.files.len(),
+        )?;
+        for key in &plan.files {
+            let changed = if plan.changed.contains(&key.relative) {
+                "  (changed since it was read)"
+            } else {
+                ""
+            };
+            writeln!(
+                f,
+                "  {}  ->  dt={}{changed}",
+                key.relative,
+                connect.expected_dt(key)
+            )?;
+        }
+        for key in &plan.future {
+            writeln!(
+                f,
+                "  {}  (rejected: the name's time is in the future)",
+                key.relative
+            )?;
+        }
+        for other in &plan.skipped {
+            writeln!(f, "  {other}  (skipped: not a report file name)")?;
+        }
+        for entry in &plan.unreadable {
+            writeln!(f, "  {}  (skipped: {})", entry.entry, entry.reason)?;
+        }
+        writeln!(f, "dry run: nothing written (partitions shown are expected from file names; the rows decide)")
+    }
+}
+
+/// A finished connect-intervals run.
+pub(super) struct ConnectSummary {
+    job: String,
+    table: String,
+    source_url: String,
+    report: RunReport,
+}
+
+impl ConnectSummary {
+    fn written(&self) -> impl Iterator<Item = &crate::connect::job::PartitionOutcome> {
+        self.report.partitions.iter().filter(|p| p.written)
+    }
+}
+
+impl Summary for ConnectSummary {
+    fn log(&self) {
+        let (job, report) = (&self.job, &self.report);
+        for r in &report.rejected {
+            tracing::warn!(
+                job = %job,
+                source = %r.reason.source_key,
+                line = r.reason.line,
+                column = r.reason.column.as_deref(),
+                column_number = r.reason.column_number,
+                reason = %r.reason.reason,
+                "file rejected"
+            );
+        }
+        for entry in &report.unreadable {
+            tracing::warn!(job = %job, entry = %entry.entry, reason = %entry.reason, "source entry skipped: it cannot be read or named");
+        }
+        let bytes: usize = self.written().map(|p| p.bytes).sum();
+        tracing::info!(
+            job = %job,
+            table = %self.table,
+            files = report.files,
+            rows_read = report.rows_read,
+            partitions = report.partitions.len(),
+            partitions_written = self.written().count(),
+            bytes_written = bytes,
+            rejected = report.rejected.len(),
+            unreadable = report.unreadable.len(),
+            added_columns = ?report.added_columns,
+            catalog = ?report.catalog,
+            seconds = report.seconds,
+            source_get = report.source_requests.0,
+            source_list_pages = report.source_requests.2,
+            lake_get = report.lake_requests.0,
+            lake_put = report.lake_requests.1,
+            lake_list_pages = report.lake_requests.2,
+            "run finished"
+        );
+    }
+
+    fn exit(&self) -> Exit {
+        if self.report.rejected.is_empty() && self.report.unreadable.is_empty() {
+            Exit::Ok
+        } else {
+            Exit::Partial
+        }
+    }
+
+    fn metrics(&self) -> RunMetrics {
+        let report = &self.report;
+        RunMetrics {
+            rows: report.rows_read as u64,
+            bytes: self.written().map(|p| p.bytes as u64).sum(),
+            rejects: (report.rejected.len() + report.unreadable.len()) as u64,
+            inputs: report.files as u64,
+            ..RunMetrics::default()
+        }
+    }
+}
+
+impl fmt::Display for ConnectSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let report = &self.report;
+        let written = self.written().count();
+        writeln!(
+            f,
+            "{}: {} files, {} rows → {} partitions of {} ({} written, {} unchanged), {} rejected, {:.2}s",
+            self.job,
+            report.files,
+            report.rows_read,
+            report.partitions.len(),
+            self.table,
+            written,
+            report.partitions.len() - written,
+            report.rejected.len(),
+            report.seconds
+        )?;
+        let (source, lake) = (report.source_requests, report.lake_requests);
+        writeln!(
+            f,
+            "  requests: source {} GET, {} LIST pages; lake {} GET, {} PUT, {} LIST pages",
+            source.0, source.2, lake.0, lake.1, lake.2
+        )?;
+        for r in &report.rejected {
+            let at = match (r.reason.line, r.reason.column_number, &r.reason.column) {
+                (Some(l), Some(n), Some(c)) => format!("line {l}, column {n} {c:?}: "),
+                (Some(l), None, Some(c)) => format!("line {l}, column {c:?}: "),
+                (Some(l), _, None) => format!("line {l}: "),
+                _ => String::new(),
+            };
+            writeln!(
+                f,
+                "  rejected {}: {at}{}",
+                r.reason.source_key, r.reason.reason
+            )?;
+        }
+        for entry in &report.unreadable {
+            writeln!(
+                f,
+                "  skipped {}{}: {}",
+                self.source_url, entry.entry, entry.reason
+            )?;
+        }
+        Ok(())
+    }
+}
