@@ -57,7 +57,8 @@ enum Command {
         dry_run: bool,
         /// Run shard I of N of a backfill (0 ≤ I < N; needs --from/--to): the files of every Nth
         /// partition day. Shards write disjoint partitions and can run at once (connect-intervals).
-        #[arg(long, value_parser = parse_shard, value_name = "I/N")]
+        /// `array/N` takes I from AWS_BATCH_JOB_ARRAY_INDEX (each child of an AWS Batch array job of size N).
+        #[arg(long, value_parser = runner::parse_shard, value_name = "I/N")]
         shard: Option<(u32, u32)>,
         /// Units of work in flight: report files fetched and parsed at once (connect-intervals),
         /// interval days rolled up at once (interval-rollup).
@@ -117,16 +118,6 @@ enum CatalogCommand {
         /// Job file.
         job: PathBuf,
     },
-}
-
-fn parse_shard(text: &str) -> Result<(u32, u32), String> {
-    let bad = || format!("expected I/N with 0 <= I < N, e.g. 0/4, got {text:?}");
-    let (i, n) = text.split_once('/').ok_or_else(bad)?;
-    let (i, n): (u32, u32) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
-    if n == 0 || i >= n {
-        return Err(bad());
-    }
-    Ok((i, n))
 }
 
 fn parse_day(text: &str) -> Result<NaiveDate, String> {

@@ -134,6 +134,40 @@ fn failed<E: Into<BoxError>>(job: &Job, step: &str) -> impl FnOnce(E) -> JobErro
     move |e| JobError::failed(context, e)
 }
 
+/// The environment variable AWS Batch sets to each child's index in an array job.
+pub const BATCH_ARRAY_INDEX: &str = "AWS_BATCH_JOB_ARRAY_INDEX";
+
+/// Parses `--shard`: `I/N` with 0 ≤ I < N, or `array/N`, whose I is [`BATCH_ARRAY_INDEX`] (so
+/// one AWS Batch array job of size N runs every shard of a backfill with one command line).
+pub fn parse_shard(text: &str) -> Result<(u32, u32), String> {
+    shard_from(text, std::env::var(BATCH_ARRAY_INDEX).ok().as_deref())
+}
+
+/// [`parse_shard`] with the array index given.
+fn shard_from(text: &str, array_index: Option<&str>) -> Result<(u32, u32), String> {
+    let bad = || format!("expected I/N with 0 <= I < N, e.g. 0/4, or array/N, got {text:?}");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.parse().map_err(|_| bad())?;
+    let i: u32 = if i == "array" {
+        let index = array_index.ok_or_else(|| {
+            format!("--shard array/{n} takes I from {BATCH_ARRAY_INDEX}, which is not set (AWS Batch sets it in array jobs)")
+        })?;
+        index
+            .parse()
+            .map_err(|_| format!("{BATCH_ARRAY_INDEX}={index:?} is not a shard index"))?
+    } else {
+        i.parse().map_err(|_| bad())?
+    };
+    if n == 0 || i >= n {
+        return Err(if i >= n && n > 0 && text.starts_with("array/") {
+            format!("{BATCH_ARRAY_INDEX}={i} is not below the {n} shards of --shard {text}")
+        } else {
+            bad()
+        });
+    }
+    Ok((i, n))
+}
+
 /// The options of `cxlake run` that apply to every job given.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -330,4 +364,41 @@ async fn execute<K: JobRun>(
         eprintln!("{line}");
     }
     Ok((report.exit(), report.metrics()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_from_the_flag_or_the_batch_array_index() {
+        assert_eq!(shard_from("1/4", None), Ok((1, 4)));
+        assert_eq!(shard_from("array/4", Some("3")), Ok((3, 4)));
+        let unset = shard_from("array/4", None).unwrap_err();
+        assert!(
+            unset.contains(BATCH_ARRAY_INDEX) && unset.contains("not set"),
+            "{unset}"
+        );
+        let beyond = shard_from("array/4", Some("4")).unwrap_err();
+        assert!(beyond.contains("not below the 4 shards"), "{beyond}");
+        assert!(shard_from("array/4", Some("x")).is_err());
+        for bad in ["2/2", "1", "a/b", "0/0", "array/0", "-1/2"] {
+            let e = shard_from(bad, Some("0")).unwrap_err();
+            assert!(e.contains("I/N"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn exit_codes_are_the_documented_table() {
+        let codes: Vec<u8> = [
+            Exit::Ok,
+            Exit::Failure,
+            Exit::Usage,
+            Exit::Partial,
+            Exit::Locked,
+        ]
+        .map(Exit::code)
+        .to_vec();
+        assert_eq!(codes, [0, 1, 2, 3, 4]);
+    }
 }

@@ -124,3 +124,32 @@ def test_build_stage_copies_every_folder_the_binary_embeds():
             embedded.add(top)
     assert embedded >= {"schemas", "jobs", "crates"}, embedded
     assert embedded <= copied, f"not copied into the build stage: {embedded - copied}"
+
+
+def test_backfill_array_job_runs_every_shard_of_one_command_line(tmp_path, cx):
+    """The Batch job definition's command, with the parameters a submit gives, is a sharded
+    `cxlake run` the CLI accepts; each child takes its shard from AWS_BATCH_JOB_ARRAY_INDEX."""
+    from conftest import connect_job
+    from fixtures import half_hours, queue_report
+
+    [(_, definition)] = list(resources("AWS::Batch::JobDefinition"))
+    assert definition["PlatformCapabilities"] == ["FARGATE"]
+    container = definition["ContainerProperties"]
+    assert container["JobRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
+    assert definition["RetryStrategy"]["Attempts"] >= 2
+    command = container["Command"]
+    assert command[0] == "run" and "--shard" in command
+    assert definition["Parameters"]["shards"].startswith("array/")
+
+    for start in half_hours("2024-03-01T00:00Z", "2024-03-02T23:30Z"):
+        queue_report(tmp_path / "reports", start, [("Sales", "10", "120.5")])
+    job = connect_job(tmp_path)
+    submitted = {**definition["Parameters"], "job": str(job), "from": "2024-03-01", "to": "2024-03-02",
+                 "shards": "array/2"}
+    args = [submitted[a[len("Ref::"):]] if a.startswith("Ref::") else a for a in command]
+    days = set()
+    for index in range(2):
+        result = cx(*args, env={"AWS_BATCH_JOB_ARRAY_INDEX": str(index)})
+        assert result.code == 0, result
+        days |= {p.parent.name for p in (tmp_path / "lake").rglob("*.parquet")}
+    assert days == {"dt=2024-03-01", "dt=2024-03-02"}

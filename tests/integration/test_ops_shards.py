@@ -40,3 +40,27 @@ def test_shard_needs_a_window_and_a_valid_index(tmp_path, cx):
     for bad in ("2/2", "1", "a/b", "0/0"):
         result = cx("run", job, "--from", "2024-03-01", "--to", "2024-03-02", "--shard", bad)
         assert result.code == 2 and "I/N" in result.stderr, (bad, result)
+
+
+def test_an_aws_batch_array_job_runs_every_shard_with_one_command_line(tmp_path, cx):
+    """`--shard array/N` reads I from AWS_BATCH_JOB_ARRAY_INDEX, which AWS Batch sets in each
+    child of an array job (0 … N-1): the children together equal one unsharded run."""
+    reports = tmp_path / "reports"
+    for start in list(half_hours("2024-03-01T00:00Z", "2024-03-06T23:30Z")):
+        queue_report(reports, start, [("Sales", "10", "120.5"), ("Support", "2", "-")])
+    window = ["--from", "2024-03-01", "--to", "2024-03-06"]
+    whole = connect_job(tmp_path, lake="file://whole", file="whole.toml")
+    assert cx("run", whole, *window).code == 0
+    array = connect_job(tmp_path, lake="file://array", file="array.toml")
+    for index in range(3):
+        result = cx("run", array, *window, "--shard", "array/3", env={"AWS_BATCH_JOB_ARRAY_INDEX": str(index)})
+        assert result.code == 0, result
+    expected = data_files(tmp_path / "whole")
+    assert len(expected) >= 6
+    assert data_files(tmp_path / "array") == expected
+
+    # Outside an array job, or with an index the size does not allow: bad usage, named.
+    unset = cx("run", array, *window, "--shard", "array/3")
+    assert unset.code == 2 and "AWS_BATCH_JOB_ARRAY_INDEX" in unset.stderr and "not set" in unset.stderr, unset
+    beyond = cx("run", array, *window, "--shard", "array/3", env={"AWS_BATCH_JOB_ARRAY_INDEX": "3"})
+    assert beyond.code == 2 and "not below the 3 shards" in beyond.stderr, beyond
