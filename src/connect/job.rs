@@ -2,7 +2,7 @@
 //! affected day with what the lake already holds (latest export wins), write changed partitions
 //! with one PUT each, then catalog and state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::header::{FileLayout, HeaderError, HEADER_CHARS};
 use super::key::ReportKey;
 use super::parse::{self, FileContext, RowError};
+use super::records::{Record, Records};
 use super::schema::{col, ReportSchema};
 use super::split::{Chunk, RecordChunker};
 use super::value::bounded;
@@ -201,6 +202,8 @@ pub struct ConnectJob<'a> {
     lake: Location,
     chunk_bytes: usize,
     files_in_flight: usize,
+    /// Header rows seen in this run (raw bytes) and what they map to.
+    layouts: std::sync::Mutex<HashMap<Box<[u8]>, (Arc<FileLayout>, SchemaRef)>>,
     /// Partition days rows may land in: the projection range, `projection_start` to tomorrow.
     days: std::ops::RangeInclusive<i32>,
 }
@@ -244,6 +247,7 @@ impl<'a> ConnectJob<'a> {
             lake,
             chunk_bytes: CHUNK_BYTES,
             files_in_flight: FILES_IN_FLIGHT,
+            layouts: Default::default(),
             days: projection_days(job, Utc::now()),
         })
     }
@@ -667,17 +671,30 @@ impl<'a> ConnectJob<'a> {
         source_key: &Arc<str>,
         chunk: Chunk,
     ) -> Result<(FileContext, Vec<u8>, u64), (Option<u64>, Option<(usize, String)>, String)> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(&chunk.bytes[..]);
-        let mut header = csv::StringRecord::new();
-        match reader.read_record(&mut header) {
-            Ok(true) => {}
-            Ok(false) => return Err((None, None, "the file is empty (no header row)".into())),
-            Err(e) => return Err((Some(1), None, format!("unreadable header row: {e}"))),
+        let mut reader = Records::new(&chunk.bytes);
+        let mut record = Record::default();
+        if !reader.read(&mut record) {
+            return Err((None, None, "the file is empty (no header row)".into()));
         }
-        let mut offset = reader.position().byte() as usize;
+        let mut header = Vec::with_capacity(record.len());
+        for (i, field) in record.iter().enumerate() {
+            match std::str::from_utf8(field) {
+                Ok(text) => header.push(text),
+                Err(e) => {
+                    return Err((
+                        Some(1),
+                        None,
+                        format!(
+                            "unreadable header row: column {} is not UTF-8 text (bad byte at {})",
+                            i + 1,
+                            e.valid_up_to()
+                        ),
+                    ))
+                }
+            }
+        }
+        let mut offset = reader.position();
+        drop(reader);
         // csv stops after the '\r' of a CRLF header; the data starts after the '\n'.
         if chunk.bytes.get(offset) == Some(&b'\n') {
             offset += 1;
@@ -702,21 +719,44 @@ impl<'a> ConnectJob<'a> {
                 ))
             }
         }
-        let layout =
-            FileLayout::from_headers(self.schema, header.iter()).map_err(|e: HeaderError| {
-                let column = e
-                    .column_number()
-                    .map(|n| (n, header.get(n - 1).unwrap_or_default().to_string()));
-                (Some(1), column, e.to_string())
-            })?;
+        // Reports of one job share a handful of header rows: map each distinct row once.
+        let raw_header = &chunk.bytes[..offset];
+        let cached = self
+            .layouts
+            .lock()
+            .expect("layout cache lock is not poisoned")
+            .get(raw_header)
+            .cloned();
+        let (layout, batch_schema) = match cached {
+            Some(known) => known,
+            None => {
+                let layout = FileLayout::from_headers(self.schema, header.iter().copied())
+                    .map_err(|e: HeaderError| {
+                        let column = e.column_number().map(|n| {
+                            (
+                                n,
+                                header.get(n - 1).copied().unwrap_or_default().to_string(),
+                            )
+                        });
+                        (Some(1), column, e.to_string())
+                    })?;
+                let batch_schema = FileContext::batch_schema(self.schema, &layout);
+                let known = (Arc::new(layout), batch_schema);
+                self.layouts
+                    .lock()
+                    .expect("layout cache lock is not poisoned")
+                    .insert(raw_header.into(), known.clone());
+                known
+            }
+        };
         let header_lines = chunk.bytes[..offset]
             .iter()
             .filter(|&&b| b == b'\n')
             .count() as u64;
         let ctx = FileContext {
             schema: self.schema,
-            batch_schema: FileContext::batch_schema(self.schema, &layout),
-            layout: Arc::new(layout),
+            batch_schema,
+            layout,
             instance: self.source_settings.instance.as_str().into(),
             source_key: source_key.clone(),
             exported_at_ms: key.exported_at.timestamp_millis(),

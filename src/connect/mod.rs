@@ -5,6 +5,7 @@ pub mod header;
 pub mod job;
 pub mod key;
 pub mod parse;
+pub mod records;
 pub mod schema;
 pub mod split;
 pub mod value;

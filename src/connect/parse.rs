@@ -15,6 +15,7 @@ use chrono::{DateTime, TimeZone};
 use chrono_tz::Tz;
 
 use super::header::FileLayout;
+use super::records::{Record, Records};
 use super::schema::{utc_millis, Range, ReportSchema, Unit};
 use super::value::{self, ValueError};
 
@@ -152,27 +153,11 @@ pub fn parse_rows(
         .collect();
     let mut cache = IntervalCache::default();
 
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(chunk);
-    let mut record = csv::ByteRecord::new();
+    let mut reader = Records::new(chunk);
+    let mut record = Record::default();
     let mut lines = LineCounter::new(chunk, first_line);
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let at = e.position().map_or(0, |p| p.byte() as usize);
-                return Err(RowError {
-                    line: lines.line_at(at),
-                    column: None,
-                    column_number: None,
-                    reason: format!("malformed CSV: {e}"),
-                });
-            }
-        }
-        let line = lines.line_at(record.position().map_or(0, |p| p.byte() as usize));
+    while reader.read(&mut record) {
+        let line = lines.line_at(record.position());
         if record.len() == 1 && record[0].trim_ascii().is_empty() {
             continue; // blank line
         }

@@ -108,15 +108,19 @@ pub fn writer_properties_for(batch: &RecordBatch) -> WriterProperties {
 pub fn has_nan(column: &ArrayRef) -> bool {
     use arrow::array::AsArray;
     use arrow::datatypes::{Float32Type, Float64Type};
+    // A branch-free scan of the values first (it vectorizes); only when it finds a NaN do the
+    // validity bits decide, since a null slot may hold any value.
     match column.data_type() {
-        DataType::Float64 => column
-            .as_primitive::<Float64Type>()
-            .iter()
-            .any(|v| v.is_some_and(f64::is_nan)),
-        DataType::Float32 => column
-            .as_primitive::<Float32Type>()
-            .iter()
-            .any(|v| v.is_some_and(f32::is_nan)),
+        DataType::Float64 => {
+            let array = column.as_primitive::<Float64Type>();
+            array.values().iter().any(|v| v.is_nan())
+                && array.iter().any(|v| v.is_some_and(f64::is_nan))
+        }
+        DataType::Float32 => {
+            let array = column.as_primitive::<Float32Type>();
+            array.values().iter().any(|v| v.is_nan())
+                && array.iter().any(|v| v.is_some_and(f32::is_nan))
+        }
         _ => false,
     }
 }
@@ -462,6 +466,20 @@ mod tests {
         assert!(meta.row_group(0).column(1).statistics().is_some());
         let back = decode(Bytes::from(bytes)).unwrap();
         assert!(has_nan(back[0].column(2)));
+    }
+
+    #[test]
+    fn a_nan_behind_a_null_is_no_nan() {
+        use arrow::buffer::NullBuffer;
+        let hidden = Float64Array::new(
+            vec![f64::NAN, 1.0].into(),
+            Some(NullBuffer::from(vec![false, true])),
+        );
+        assert!(!has_nan(&(Arc::new(hidden) as ArrayRef)));
+        let shown = Float64Array::new(vec![1.0, f64::NAN].into(), None);
+        assert!(has_nan(&(Arc::new(shown) as ArrayRef)));
+        let none = Float64Array::from(vec![Some(1.0), None]);
+        assert!(!has_nan(&(Arc::new(none) as ArrayRef)));
     }
 
     #[test]
