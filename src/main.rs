@@ -533,7 +533,7 @@ async fn run_locked(
             Some(cxlake::observe::cause_chain(failure.error.as_ref())),
         ),
     };
-    RunRecord {
+    let code = RunRecord {
         job: &job.name,
         kind: job.kind.name(),
         command: &command,
@@ -545,12 +545,12 @@ async fn run_locked(
         error,
         metrics,
     }
-    .report(&lake)
+    .report(&lake, job.catalog.as_ref(), job.lake.region.as_deref())
     .await;
     if let Err(e) = lock.release().await {
         tracing::warn!(job = %job.name, error = %e, "could not release the job lock; it expires on its own");
     }
-    outcome.map(|(code, _)| code)
+    outcome.map(|_| code)
 }
 
 async fn run_job(
@@ -887,6 +887,7 @@ async fn run_export(
                 .iter()
                 .filter_map(|o| o.history_key.clone())
                 .collect(),
+            reconciliation: report.reconciliation(),
         },
     ))
 }
@@ -1005,6 +1006,7 @@ async fn run_connect(
                 .sum(),
             rejects: (report.rejected.len() + report.unreadable.len()) as u64,
             inputs: report.files as u64,
+            reconciliation: report.reconciliation(),
             ..RunMetrics::default()
         },
     ))
