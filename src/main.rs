@@ -673,6 +673,7 @@ async fn run_pushback(
             rejects: report.rejected as u64,
             api_calls: report.calls.1,
             outputs: vec![report.object.clone()],
+            reconciliation: report.reconciliation(),
             ..RunMetrics::default()
         },
     ))
@@ -769,6 +770,7 @@ async fn run_rollup(
             rows: report.rows_read as u64,
             bytes: report.bytes_written as u64,
             outputs: report.written.clone(),
+            reconciliation: report.reconciliation(),
             ..RunMetrics::default()
         },
     ))

@@ -328,6 +328,139 @@ impl ObjectCounts {
     }
 }
 
+/// What one roll-up run did to one roll-up partition (a grain's table, one day).
+#[derive(Debug, Clone, Default)]
+pub struct RollupCounts {
+    /// The roll-up table.
+    pub table: String,
+    /// `YYYY-MM-DD`.
+    pub dt: String,
+    /// Interval rows of the day read.
+    pub rows_read: u64,
+    /// Rows of the roll-up partition.
+    pub rows_written: u64,
+}
+
+impl RollupCounts {
+    /// The reconciliation row: a day with interval rows must roll up into at least one row.
+    pub fn reconcile(&self) -> Reconciliation {
+        let (status, detail) = if self.rows_read > 0 && self.rows_written == 0 {
+            (
+                Status::Lost,
+                format!(
+                    "{} interval rows read, but the roll-up partition holds no row",
+                    self.rows_read
+                ),
+            )
+        } else {
+            (
+                Status::Ok,
+                format!(
+                    "{} interval rows rolled up into {} rows",
+                    self.rows_read, self.rows_written
+                ),
+            )
+        };
+        Reconciliation {
+            table: self.table.clone(),
+            object: None,
+            partition: Some(format!("dt={}", self.dt)),
+            api: None,
+            rows_read: self.rows_read,
+            keys_read: None,
+            rows_written: Some(self.rows_written),
+            rows_rejected: 0,
+            soql_count: None,
+            announced_records: None,
+            processed_records: None,
+            deleted_records: None,
+            status,
+            detail,
+        }
+    }
+}
+
+/// What one push-back run did to its target object.
+#[derive(Debug, Clone, Default)]
+pub struct PushCounts {
+    /// The lake table read.
+    pub table: String,
+    /// The Salesforce object written.
+    pub object: String,
+    /// Records read from the lake.
+    pub read: u64,
+    /// Of those, records sent (new or changed).
+    pub sent: u64,
+    /// Created by Salesforce.
+    pub created: u64,
+    /// Updated by Salesforce.
+    pub updated: u64,
+    /// Rejected by Salesforce.
+    pub rejected: u64,
+    /// Where rejected records are kept (`_etl/rejects/<job>/`).
+    pub rejects: String,
+}
+
+impl PushCounts {
+    /// The reconciliation row: every record sent is answered (created, updated or rejected);
+    /// a record without an answer leaves its day pending, so the next run sends it again.
+    pub fn reconcile(&self) -> Reconciliation {
+        let answered = self.created + self.updated + self.rejected;
+        let (status, detail) = if answered < self.sent {
+            (
+                Status::Mismatch,
+                format!(
+                    "{} records sent without an answer from Salesforce (their days are sent again next run)",
+                    self.sent - answered
+                ),
+            )
+        } else if answered > self.sent {
+            (
+                Status::Mismatch,
+                format!(
+                    "{answered} answers from Salesforce for {} records sent",
+                    self.sent
+                ),
+            )
+        } else if self.rejected > 0 {
+            (
+                Status::Mismatch,
+                format!(
+                    "{} records rejected by Salesforce (with its errors in {}; sent again next run)",
+                    self.rejected, self.rejects
+                ),
+            )
+        } else {
+            (
+                Status::Ok,
+                format!(
+                    "{} records sent: {} created, {} updated; {} unchanged since the last push not sent",
+                    self.sent,
+                    self.created,
+                    self.updated,
+                    self.read.saturating_sub(self.sent)
+                ),
+            )
+        };
+        Reconciliation {
+            table: self.table.clone(),
+            object: Some(self.object.clone()),
+            partition: None,
+            api: None,
+            rows_read: self.read,
+            keys_read: None,
+            rows_written: Some(self.created + self.updated),
+            rows_rejected: self.rejected,
+            soql_count: None,
+            announced_records: None,
+            processed_records: None,
+            deleted_records: None,
+            status,
+            detail,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,6 +614,57 @@ mod tests {
             "{}",
             row.detail
         );
+    }
+
+    #[test]
+    fn a_rolled_up_day_without_rows_is_lost() {
+        let counts = RollupCounts {
+            table: "connect_queue_hourly".into(),
+            dt: "2024-03-10".into(),
+            rows_read: 96,
+            rows_written: 48,
+        };
+        assert_eq!(counts.reconcile().status, Status::Ok);
+        let empty = RollupCounts {
+            rows_written: 0,
+            ..counts
+        };
+        assert_eq!(empty.reconcile().status, Status::Lost);
+    }
+
+    #[test]
+    fn every_record_pushed_is_answered() {
+        let counts = PushCounts {
+            table: "connect_queue_interval".into(),
+            object: "Metrics__c".into(),
+            read: 10,
+            sent: 8,
+            created: 5,
+            updated: 3,
+            rejected: 0,
+            rejects: "_etl/rejects/p/".into(),
+        };
+        let row = counts.reconcile();
+        assert_eq!((row.status, row.rows_written), (Status::Ok, Some(8)));
+        assert!(
+            row.detail
+                .ends_with("2 unchanged since the last push not sent"),
+            "{}",
+            row.detail
+        );
+        for other in [
+            PushCounts {
+                created: 4,
+                ..counts.clone()
+            },
+            PushCounts {
+                updated: 2,
+                rejected: 1,
+                ..counts.clone()
+            },
+        ] {
+            assert_eq!(other.reconcile().status, Status::Mismatch);
+        }
     }
 
     #[test]
