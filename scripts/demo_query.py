@@ -52,3 +52,24 @@ print(
 )
 print("Custom object CX_Interaction__c (sf_cx_interaction__c_latest): columns and types from describe:")
 print(con.sql(f"select column_name, column_type from (describe select * from {interactions}) limit 40"))
+
+runs = f"read_parquet('{lake}/cxlake_runs/*/*.parquet', hive_partitioning = true)"
+reconciliation = f"read_parquet('{lake}/cxlake_reconciliation/*/*.parquet', hive_partitioning = true)"
+print("The demo's runs (cxlake_runs) and their reconciliation per partition or object (cxlake_reconciliation):")
+print(
+    con.sql(
+        f"""
+        with units as (
+            select run_id, count(*) filter (where status = 'ok') as ok,
+                   count(*) filter (where status = 'mismatch') as mismatch,
+                   count(*) filter (where status = 'lost') as lost
+            from {reconciliation} group by run_id
+        )
+        select job, count(*) as runs, sum(rows_in)::bigint as rows_in, sum(rows_out)::bigint as rows_out,
+               sum(rejects)::bigint as rejects, arg_max(exit_code, started_at) as last_exit,
+               sum(ok)::bigint as ok, sum(mismatch)::bigint as mismatch, sum(lost)::bigint as lost
+        from {runs} left join units using (run_id)
+        group by job order by min(started_at)
+        """
+    )
+)

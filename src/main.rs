@@ -21,7 +21,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
     name = "cxlake",
     version,
     about = "Batch ETL for Amazon Connect contact centers: interval reports to an Athena-ready Parquet lake.",
-    after_help = "Exit codes: 0 ok, 1 failure (nothing committed for the failed unit), 2 bad usage or job file, \
+    after_help = "Exit codes: 0 ok, 1 failure (nothing committed for the failed unit; or rows lost, see cxlake_reconciliation), 2 bad usage or job file, \
 3 partial (some inputs or records rejected; see _etl/rejects/ in the lake), 4 skipped (another run of the job \
 holds its lock under _etl/locks/).\n\n\
 Every job setting can be overridden with CXLAKE_<SECTION>_<KEY>, e.g. CXLAKE_LAKE_URL=s3://bucket/prefix.\n\

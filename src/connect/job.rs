@@ -22,11 +22,12 @@ use super::value::bounded;
 use crate::exec::cpu;
 use crate::job::{ConnectSource, Job};
 use crate::lake::buffer::{concat_aligned, Evicted, Part, PartitionBuffers, PartitionRows};
-use crate::lake::merge::{latest_per_key, without_sources, RowKey};
+use crate::lake::merge::{distinct_keys, latest_per_key, without_sources, RowKey};
 use crate::lake::parquet::{self, ParquetError};
 use crate::lake::store::Unreadable;
 use crate::lake::{layout, Access, Location, StoreError};
 use crate::observe::progress::Progress;
+use crate::observe::reconcile::{PartitionCounts, Reconciliation};
 use crate::state::{self, JobState, RejectReason, SeenObject, StateError, TableMeta};
 use crate::window::Window;
 
@@ -149,12 +150,16 @@ pub struct Plan {
 pub struct PartitionOutcome {
     /// `YYYY-MM-DD`.
     pub dt: String,
-    /// Rows in the partition after the run.
+    /// Rows in the partition after the run (counted from the file's Parquet footer).
     pub rows: usize,
     /// Bytes of the file.
     pub bytes: usize,
     /// False when the file already held exactly these bytes (nothing was written).
     pub written: bool,
+    /// Data rows this run read into the partition (from files that loaded).
+    pub rows_read: usize,
+    /// Distinct row keys among them: each must be in the file.
+    pub keys_read: usize,
 }
 
 /// A rejected input.
@@ -166,11 +171,19 @@ pub struct Rejected {
     pub relative: String,
     /// Why.
     pub reason: RejectReason,
+    /// The partition its name points to (`YYYY-MM-DD`).
+    pub dt: String,
+    /// Its CSV records after the header row (the rows that did not land).
+    pub rows: u64,
 }
 
 /// The result of a run.
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
+    /// The job.
+    pub job: String,
+    /// The table written.
+    pub table: String,
     /// Files read.
     pub files: usize,
     /// Data rows read (before merging).
@@ -193,6 +206,36 @@ pub struct RunReport {
     pub lake_requests: (u64, u64, u64),
 }
 
+impl RunReport {
+    /// One row per partition the run touched or a rejected file's name points to: rows read
+    /// (and their distinct keys), rows in the partition file, rows of rejected files
+    /// ([`PartitionCounts::reconcile`] has the rules).
+    pub fn reconciliation(&self) -> Vec<Reconciliation> {
+        let mut days: BTreeMap<&str, PartitionCounts> = BTreeMap::new();
+        let blank = |dt: &str| PartitionCounts {
+            table: self.table.clone(),
+            dt: dt.to_string(),
+            rejects: layout::reject_key(&self.job, ""),
+            ..PartitionCounts::default()
+        };
+        for p in &self.partitions {
+            let day = days.entry(&p.dt).or_insert_with(|| blank(&p.dt));
+            day.rows_read = p.rows_read as u64;
+            day.keys_read = p.keys_read as u64;
+            day.rows_written = Some(p.rows as u64);
+        }
+        for r in &self.rejected {
+            let day = days.entry(&r.dt).or_insert_with(|| blank(&r.dt));
+            day.rows_rejected += r.rows;
+            day.files_rejected += 1;
+        }
+        days.values().map(PartitionCounts::reconcile).collect()
+    }
+}
+
+/// What a header row maps to: its layout and the batch schema of its files.
+type KnownHeader = (Arc<FileLayout>, SchemaRef);
+
 /// Everything a run of one job needs.
 pub struct ConnectJob<'a> {
     job: &'a Job,
@@ -203,7 +246,7 @@ pub struct ConnectJob<'a> {
     chunk_bytes: usize,
     files_in_flight: usize,
     /// Header rows seen in this run (raw bytes) and what they map to.
-    layouts: std::sync::Mutex<HashMap<Box<[u8]>, (Arc<FileLayout>, SchemaRef)>>,
+    layouts: std::sync::Mutex<HashMap<Box<[u8]>, KnownHeader>>,
     /// Partition days rows may land in: the projection range, `projection_start` to tomorrow.
     days: std::ops::RangeInclusive<i32>,
 }
@@ -431,6 +474,8 @@ impl<'a> ConnectJob<'a> {
         drop(compactor);
 
         let mut report = RunReport {
+            job: self.job.name.clone(),
+            table: self.schema.table.clone(),
             files: plan.files.len(),
             unreadable: plan.unreadable.clone(),
             ..Default::default()
@@ -449,17 +494,24 @@ impl<'a> ConnectJob<'a> {
                         key.exported_at.format("%Y-%m-%dT%H:%M:%SZ")
                     ),
                 },
+                dt: self.expected_dt(key),
+                rows: 0,
             });
         }
         let mut new_columns = BTreeSet::new();
         let mut rejected_sources = Vec::new();
+        let mut read_by_day: BTreeMap<String, usize> = BTreeMap::new();
         for outcome in &results {
             match outcome {
                 FileOutcome::Loaded {
                     rows,
                     unknown_columns,
+                    rows_by_day,
                 } => {
                     report.rows_read += rows;
+                    for (day, n) in rows_by_day {
+                        *read_by_day.entry(layout::day_string(*day)).or_default() += n;
+                    }
                     // Only a file that loaded whole, with rows, adds columns.
                     if *rows > 0 {
                         new_columns.extend(unknown_columns.iter().cloned());
@@ -489,9 +541,13 @@ impl<'a> ConnectJob<'a> {
             .write_partitions(partitions, &table_schema, Arc::new(rejected_sources))
             .await?;
         drop(spill);
+        for partition in &mut report.partitions {
+            partition.rows_read = read_by_day.get(&partition.dt).copied().unwrap_or(0);
+        }
 
-        for r in &report.rejected {
+        for r in &mut report.rejected {
             let content = self.source.get(&r.relative).await?.unwrap_or_default();
+            r.rows = data_records(&content);
             state::write_reject(&self.lake, &self.job.name, &r.relative, content, &r.reason)
                 .await?;
         }
@@ -589,6 +645,8 @@ impl<'a> ConnectJob<'a> {
                     column_number: column_number.map(|n| n as u64),
                     reason: bounded(&reason, MAX_REASON_CHARS),
                 },
+                dt: self.expected_dt(&key),
+                rows: 0,
             })
         };
         let mut body = self.source.open_body(&key.relative).await?;
@@ -596,6 +654,7 @@ impl<'a> ConnectJob<'a> {
         let mut context: Option<FileContext> = None;
         let mut pending = futures::stream::FuturesOrdered::new();
         let mut rows = 0usize;
+        let mut rows_by_day = BTreeMap::new();
         let mut at_start = true;
         let mut failure: Option<RowError> = None;
         let mut finished = false;
@@ -632,8 +691,14 @@ impl<'a> ConnectJob<'a> {
             let keep = if finished { 0 } else { CHUNKS_IN_FLIGHT - 1 };
             while pending.len() > keep {
                 let parsed = pending.next().await;
-                self.absorb(parsed, compactor, &source_key, &mut rows, &mut failure)
-                    .await?;
+                self.absorb(
+                    parsed,
+                    compactor,
+                    &source_key,
+                    (&mut rows, &mut rows_by_day),
+                    &mut failure,
+                )
+                .await?;
             }
         }
         while let Some(parsed) = pending.next().await {
@@ -641,7 +706,7 @@ impl<'a> ConnectJob<'a> {
                 Some(parsed),
                 compactor,
                 &source_key,
-                &mut rows,
+                (&mut rows, &mut rows_by_day),
                 &mut failure,
             )
             .await?;
@@ -660,6 +725,7 @@ impl<'a> ConnectJob<'a> {
         Ok(FileOutcome::Loaded {
             rows,
             unknown_columns: ctx.layout.unknown.iter().map(|(_, n)| n.clone()).collect(),
+            rows_by_day,
         })
     }
 
@@ -769,13 +835,14 @@ impl<'a> ConnectJob<'a> {
         Ok((ctx, data, chunk.first_line + header_lines))
     }
 
-    /// Moves one parsed chunk into the buffers, compacting partitions the buffers hand back.
+    /// Moves one parsed chunk into the buffers, compacting partitions the buffers hand back;
+    /// counts its rows, in all and by day.
     async fn absorb(
         &self,
         parsed: Option<Result<Vec<parse::DayBatch>, RowError>>,
         compactor: &Compactor,
         source_key: &Arc<str>,
-        rows: &mut usize,
+        (rows, rows_by_day): (&mut usize, &mut BTreeMap<i32, usize>),
         failure: &mut Option<RowError>,
     ) -> Result<(), RunError> {
         match parsed {
@@ -789,6 +856,7 @@ impl<'a> ConnectJob<'a> {
             Some(Ok(days)) => {
                 for day in days {
                     *rows += day.batch.num_rows();
+                    *rows_by_day.entry(day.day).or_default() += day.batch.num_rows();
                     let evicted = compactor
                         .buffers
                         .add(day.day, day.batch, source_key)
@@ -840,7 +908,7 @@ impl<'a> ConnectJob<'a> {
                     })
                     .await
                     .map_err(|source| RunError::Data { context, source })?;
-                    let Some((bytes, row_count)) = merged else {
+                    let Some((bytes, row_count, keys_read)) = merged else {
                         return Ok(None);
                     };
                     let written = old.as_deref() != Some(&bytes[..]);
@@ -854,6 +922,8 @@ impl<'a> ConnectJob<'a> {
                         rows: row_count,
                         bytes: size,
                         written,
+                        rows_read: 0,
+                        keys_read,
                     }))
                 }
             })
@@ -881,8 +951,24 @@ enum FileOutcome {
     Loaded {
         rows: usize,
         unknown_columns: Vec<String>,
+        /// Rows by partition day.
+        rows_by_day: BTreeMap<i32, usize>,
     },
     Rejected(Rejected),
+}
+
+/// CSV records after the header row of a report file (what Python's `csv` module counts; a
+/// file broken part-way counts the records before the break).
+fn data_records(content: &[u8]) -> u64 {
+    let content = content.strip_prefix(b"\xef\xbb\xbf").unwrap_or(content);
+    let records = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(content)
+        .records()
+        .take_while(Result::is_ok)
+        .count() as u64;
+    records.saturating_sub(1)
 }
 
 /// Sorts and encodes evicted rows as a part; a part with one row per key can become the file as is.
@@ -918,14 +1004,15 @@ fn row_key(schema: &ReportSchema) -> RowKey {
     }
 }
 
-/// Builds a partition's final rows and bytes; `None` when no rows remain (all rejected).
+/// Builds a partition's final bytes, their row count (from the footer) and the number of
+/// distinct keys among this run's rows; `None` when no rows remain (all rejected).
 fn merge_partition(
     rows: PartitionRows,
     old: Option<Bytes>,
     schema: &SchemaRef,
     rejected: &[String],
     report: &ReportSchema,
-) -> Result<Option<(Bytes, usize)>, ParquetError> {
+) -> Result<Option<(Bytes, usize, usize)>, ParquetError> {
     let source_index = report.source_key_index();
     tracing::debug!(
         parts = rows.parts.len(),
@@ -940,11 +1027,24 @@ fn merge_partition(
         .any(|s| rejected.iter().any(|r| **r == **s));
     if let ([part], true, None, true) = (&rows.parts[..], rows.batches.is_empty(), &old, clean) {
         if part.final_form && part.schema.fields() == schema.fields() {
+            // One row per key, all of this run.
             let bytes = read_part(part)?;
             let count = parquet_rows(&bytes)?;
-            return Ok(Some((bytes, count)));
+            return Ok(Some((bytes, count, count)));
         }
     }
+    let mut new: Vec<RecordBatch> = Vec::new();
+    for part in &rows.parts {
+        new.extend(parquet::decode(read_part(part)?)?);
+    }
+    new.extend(rows.batches);
+    let new = new
+        .iter()
+        .map(|b| {
+            parquet::align(b, schema).and_then(|b| without_sources(&b, source_index, rejected))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let keys_read = distinct_keys(&new, &row_key(report))?;
     let mut batches: Vec<RecordBatch> = Vec::new();
     if let Some(old) = old {
         // A source read again replaces all its earlier rows (a file corrected in place may drop rows).
@@ -962,22 +1062,14 @@ fn merge_partition(
             )?);
         }
     }
-    for part in &rows.parts {
-        batches.extend(parquet::decode(read_part(part)?)?);
-    }
-    batches.extend(rows.batches);
-    let aligned = batches
-        .iter()
-        .map(|b| {
-            parquet::align(b, schema).and_then(|b| without_sources(&b, source_index, rejected))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let (merged, _) = latest_per_key(schema, &aligned, &row_key(report))?;
+    batches.extend(new);
+    let (merged, _) = latest_per_key(schema, &batches, &row_key(report))?;
     if merged.num_rows() == 0 {
         return Ok(None);
     }
-    let count = merged.num_rows();
-    Ok(Some((Bytes::from(parquet::encode(&merged)?), count)))
+    let bytes = Bytes::from(parquet::encode(&merged)?);
+    let count = parquet_rows(&bytes)?;
+    Ok(Some((bytes, count, keys_read)))
 }
 
 fn read_part(part: &Part) -> Result<Bytes, ParquetError> {

@@ -23,6 +23,7 @@ use crate::job::{ApiChoice, ExportMode, Job, ObjectSpec, SalesforceExport, Sales
 use crate::lake::parquet::{align, ParquetError};
 use crate::lake::{Access, Location, StoreError};
 use crate::observe::progress::Progress;
+use crate::observe::reconcile::{ObjectCounts, Reconciliation, Refusal};
 use crate::salesforce::credentials::{self, CredentialSource};
 use crate::salesforce::describe::{self, Column, ObjectDescribe, ValueKind};
 use crate::salesforce::{normalize, Client, ClientConfig, SalesforceError};
@@ -151,6 +152,8 @@ pub struct ObjectReport {
     pub added_columns: Vec<String>,
     /// Fields not exported, with the reason.
     pub skipped_fields: Vec<(String, String)>,
+    /// Rows in the history file written, from its Parquet footer (0 when none was written).
+    pub rows_written: u64,
     /// Lower SystemModstamp bound of the query.
     pub since: Option<DateTime<Utc>>,
     /// Upper bound of the window.
@@ -175,6 +178,16 @@ pub struct ExportReport {
     pub lake_requests: (u64, u64, u64),
     /// Wall time.
     pub seconds: f64,
+    /// Per object, in the job's order (exported, rejected and failed alike): what the source
+    /// counted and sent, and what was written.
+    pub counts: Vec<ObjectCounts>,
+}
+
+impl ExportReport {
+    /// One row per object ([`ObjectCounts::reconcile`] has the rules).
+    pub fn reconciliation(&self) -> Vec<Reconciliation> {
+        self.counts.iter().map(ObjectCounts::reconcile).collect()
+    }
 }
 
 /// History table name of an object: `sf_` + snake case (`CX_Interaction__c` → `sf_cx_interaction__c`).
@@ -349,6 +362,8 @@ pub struct ExportJob<'a> {
     spec: &'a SalesforceExport,
     lake: Location,
     client: Arc<Client>,
+    /// Each object's counts so far, kept when its export fails part-way.
+    tally: std::sync::Mutex<BTreeMap<String, ObjectCounts>>,
 }
 
 /// Rows and deletes counted while streaming.
@@ -380,12 +395,46 @@ impl<'a> ExportJob<'a> {
             spec,
             lake,
             client,
+            tally: Default::default(),
         })
     }
 
     /// The lake.
     pub fn lake(&self) -> &Location {
         &self.lake
+    }
+
+    /// Updates `object`'s counts.
+    fn count(&self, object: &str, update: impl FnOnce(&mut ObjectCounts)) {
+        let mut tally = self.tally.lock().expect("tally lock is not poisoned");
+        update(
+            tally
+                .entry(object.to_string())
+                .or_insert_with(|| ObjectCounts {
+                    object: object.to_string(),
+                    table: table_name(object),
+                    ..ObjectCounts::default()
+                }),
+        );
+    }
+
+    /// `object`'s counts, now final.
+    fn take_counts(&self, object: &str) -> ObjectCounts {
+        self.count(object, |_| {});
+        let mut tally = self.tally.lock().expect("tally lock is not poisoned");
+        tally.remove(object).expect("just inserted")
+    }
+
+    /// `SELECT COUNT()` with the export's WHERE, for reconciliation. Best effort: a failure is
+    /// logged and leaves the count unknown (the export itself reports real errors).
+    async fn count_before(&self, object: &str, filter: Option<&str>, span: &Span, all: bool) {
+        let text = soql(object, "COUNT()", filter, span);
+        match self.client.query(&text, all).await {
+            Ok(page) => self.count(object, |c| c.soql_count = Some(page.total_size)),
+            Err(e) => {
+                tracing::warn!(object, error = %e, "SELECT COUNT() failed; the reconciliation goes without it")
+            }
+        }
     }
 
     /// The SystemModstamp span of one object's query.
@@ -497,7 +546,18 @@ impl<'a> ExportJob<'a> {
         // Check the window before touching anything.
         self.bounds(None, window, now)?;
         for spec in &self.spec.export.objects {
-            match self.export_object(spec, window, now, progress).await {
+            let outcome = self.export_object(spec, window, now, progress).await;
+            let mut counts = self.take_counts(&spec.name);
+            if let Err(e) = &outcome {
+                let reason = crate::observe::cause_chain(e);
+                counts.refused = Some(if e.is_rejection() {
+                    Refusal::Rejected(reason)
+                } else {
+                    Refusal::Failed(reason)
+                });
+            }
+            report.counts.push(counts);
+            match outcome {
                 Ok(r) => {
                     tracing::info!(
                         job = %self.job.name,
@@ -563,6 +623,8 @@ impl<'a> ExportJob<'a> {
             &span,
         );
         tracing::debug!(object = %spec.name, soql = %text, "query");
+        self.count_before(&spec.name, spec.filter.as_deref(), &span, incremental)
+            .await;
 
         let mut history = PartWriter::start(table_schema.clone())?;
         let columns = Arc::new(selection.columns.clone());
@@ -581,6 +643,10 @@ impl<'a> ExportJob<'a> {
             .await?;
         let (rows, history_file) = history.finish().await?;
         debug_assert_eq!(rows, streamed.rows);
+        self.count(&spec.name, |c| {
+            c.api = Some(api.name().to_string());
+            c.deleted = streamed.deleted;
+        });
 
         let day = until
             .unwrap_or(now)
@@ -594,7 +660,9 @@ impl<'a> ExportJob<'a> {
         let write_history = rows > 0 || !incremental;
         let history_key = write_history.then(|| history_key(&table, day, &part));
         let mut history_bytes = 0;
+        let mut rows_written = 0;
         if let Some(key) = &history_key {
+            rows_written = file_rows(&history_file)?;
             self.lake.put_file(key, &history_file).await?;
             history_bytes = std::fs::metadata(&history_file).map_or(0, |m| m.len());
         }
@@ -640,6 +708,12 @@ impl<'a> ExportJob<'a> {
             );
             state::save_job_state(&self.lake, &self.job.name, &job_state).await?;
         }
+        self.count(&spec.name, |c| {
+            c.written = rows_written;
+            c.partition = history_key
+                .as_ref()
+                .map(|_| format!("snapshot_date={}", day.format("%Y-%m-%d")));
+        });
         Ok(ObjectReport {
             object: spec.name.clone(),
             table,
@@ -648,6 +722,7 @@ impl<'a> ExportJob<'a> {
             deleted: streamed.deleted,
             history_key,
             history_bytes,
+            rows_written,
             latest_rows,
             added_columns: added,
             skipped_fields: selection.skipped,
@@ -797,6 +872,11 @@ impl<'a> ExportJob<'a> {
     ) -> Result<Streamed, ExportError> {
         let total = first.total_size;
         out.progress.restart(total, object);
+        self.count(object, |c| {
+            c.api = Some(Api::Rest.name().to_string());
+            c.announced = Some(total);
+            c.processed = None;
+        });
         let mut streamed = Streamed::default();
         let mut page = first;
         let mut number = 1u64;
@@ -812,6 +892,7 @@ impl<'a> ExportJob<'a> {
             let batch = crate::exec::cpu(move || normalize::rest_records(&cols, &records, &name))
                 .await
                 .map_err(SalesforceError::from)?;
+            self.count(object, |c| c.received += batch.num_rows() as u64);
             self.push(batch, schema, &mut streamed, out).await?;
             match next {
                 Some(url) => {
@@ -853,6 +934,13 @@ impl<'a> ExportJob<'a> {
         let delimiter = info.delimiter();
         out.progress
             .restart(info.number_records_processed.unwrap_or(0), object);
+        self.count(object, |c| {
+            // An automatic choice counted REST's first page; these are the Bulk job's figures.
+            c.api = Some(Api::Bulk.name().to_string());
+            c.announced = Some(0);
+            c.processed = info.number_records_processed;
+            c.received = 0;
+        });
         let mut streamed = Streamed::default();
         let mut parsing = FuturesOrdered::new();
         let mut locator: Option<String> = None;
@@ -874,7 +962,12 @@ impl<'a> ExportJob<'a> {
             }));
             while parsing.len() >= PARSE_AHEAD || (next.is_none() && !parsing.is_empty()) {
                 let (name, expected, batch) = parsing.next().await.expect("not empty");
+                // A page without the header leaves the sum unknown.
+                self.count(object, |c| {
+                    c.announced = c.announced.zip(expected).map(|(a, e)| a + e)
+                });
                 let batch = batch.map_err(SalesforceError::from)?;
+                self.count(object, |c| c.received += batch.num_rows() as u64);
                 if let Some(expected) = expected {
                     if expected != batch.num_rows() as u64 {
                         return Err(ExportError::Count {
@@ -929,6 +1022,18 @@ impl<'a> ExportJob<'a> {
         }
         Ok(())
     }
+}
+
+/// Rows of a Parquet file on disk, from its footer.
+fn file_rows(path: &std::path::Path) -> Result<u64, ParquetError> {
+    use ::parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = std::fs::File::open(path)
+        .map_err(|e| ParquetError::Spill(path.display().to_string(), e))?;
+    let rows = SerializedFileReader::new(file)?
+        .metadata()
+        .file_metadata()
+        .num_rows();
+    Ok(u64::try_from(rows).unwrap_or(0))
 }
 
 /// Now, truncated to whole seconds (SOQL literals and watermarks stay readable and exact).

@@ -77,6 +77,30 @@ pub fn latest_per_key(
     Ok((merged, dropped))
 }
 
+/// How many distinct keys the rows of `batches` (aligned to one schema) hold: the rows a merge
+/// of them must keep.
+pub fn distinct_keys(batches: &[RecordBatch], key: &RowKey) -> Result<usize, ParquetError> {
+    let Some(first) = batches.first() else {
+        return Ok(0);
+    };
+    let converter = RowConverter::new(
+        key.key
+            .iter()
+            .map(|&i| SortField::new(first.column(i).data_type().clone()))
+            .collect(),
+    )?;
+    let converted = batches
+        .iter()
+        .map(|b| {
+            let columns: Vec<ArrayRef> = key.key.iter().map(|&i| b.column(i).clone()).collect();
+            converter.convert_columns(&columns)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let keys: std::collections::HashSet<arrow::row::Row<'_>> =
+        converted.iter().flat_map(|rows| rows.iter()).collect();
+    Ok(keys.len())
+}
+
 /// Drops the rows whose `source_column` value is one of `rejected`.
 pub fn without_sources(
     batch: &RecordBatch,
@@ -140,6 +164,21 @@ mod tests {
         let (again, dropped) =
             latest_per_key(&old.schema(), &[merged.clone(), merged.clone()], &key).unwrap();
         assert_eq!((again, dropped), (merged, 3));
+    }
+
+    #[test]
+    fn distinct_keys_count_what_a_merge_keeps() {
+        let key = RowKey {
+            key: vec![0, 1],
+            version: vec![2],
+        };
+        let one = batch(&[("a", 1, 10, 1), ("a", 2, 10, 2), ("a", 1, 20, 3)]);
+        let two = batch(&[("b", 1, 10, 4), ("a", 2, 30, 5)]);
+        let batches = [one, two];
+        let (merged, _) = latest_per_key(&batches[0].schema(), &batches, &key).unwrap();
+        assert_eq!(distinct_keys(&batches, &key).unwrap(), 3);
+        assert_eq!(merged.num_rows(), 3);
+        assert_eq!(distinct_keys(&[], &key).unwrap(), 0);
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Logging: human-readable on a terminal (beside progress bars), one JSON object per event
-//! otherwise (ECS/CloudWatch).
+//! otherwise (ECS/CloudWatch); run records (manifest, EMF line, the `cxlake_runs` and
+//! `cxlake_reconciliation` tables) and the reconciliation rules.
 
 pub mod progress;
+pub mod reconcile;
 pub mod run;
+pub mod run_tables;
 
 use std::io::IsTerminal;
 

@@ -1,15 +1,23 @@
-//! What a run did, recorded once and emitted twice: as its manifest in the lake
-//! (`_etl/runs/<run-id>.json`) and, off a terminal, as one CloudWatch Embedded Metric Format line
-//! on stdout (the awslogs driver turns it into metrics without an agent). Both come from the same
-//! [`RunRecord`], so the manifest and the metrics never disagree.
+//! What a run did, recorded once and emitted several times: as its manifest in the lake
+//! (`_etl/runs/<run-id>.json`), as its rows of the `cxlake_runs` and `cxlake_reconciliation`
+//! tables ([`super::run_tables`]) and, off a terminal, as one CloudWatch Embedded Metric Format
+//! line on stdout (the awslogs driver turns it into metrics without an agent). All come from the
+//! same [`RunRecord`], so the manifest, the tables and the metrics never disagree.
 
 use std::io::IsTerminal;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::reconcile::{Reconciliation, Status};
+use super::run_tables;
+use crate::job::CatalogSettings;
 use crate::lake::Location;
 use crate::window::Window;
+
+/// The exit code of a failed run (the binary's `1`): a run whose reconciliation finds rows lost
+/// ends with it.
+pub const EXIT_FAILURE: u8 = 1;
 
 /// The figures a job kind reports for its run.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -26,6 +34,9 @@ pub struct RunMetrics {
     pub api_calls: u64,
     /// Objects written (partition keys, history files, target object).
     pub outputs: Vec<String>,
+    /// Per unit written (Connect partition, Salesforce object): read, written, rejected, and
+    /// whether it adds up.
+    pub reconciliation: Vec<Reconciliation>,
 }
 
 /// One finished run of one job.
@@ -83,6 +94,8 @@ impl RunRecord<'_> {
             "rejects": m.rejects,
             "salesforce_api_calls": m.api_calls,
             "outputs": m.outputs,
+            "rows_out": run_tables::rows_out(self),
+            "reconciliation": m.reconciliation,
         })
     }
 
@@ -117,17 +130,104 @@ impl RunRecord<'_> {
         })
     }
 
-    /// Writes the manifest to `lake` and, when stdout is not a terminal (or `CXLAKE_EMF=1`),
-    /// prints the EMF line. Neither can fail the run: a problem is logged.
-    pub async fn report(&self, lake: &Location) {
+    /// A run whose reconciliation finds rows lost has failed, whatever its own code said.
+    fn settle(&mut self) {
+        let lost: Vec<&Reconciliation> = self
+            .metrics
+            .reconciliation
+            .iter()
+            .filter(|r| r.status == Status::Lost)
+            .collect();
+        if lost.is_empty() {
+            return;
+        }
+        self.exit_code = EXIT_FAILURE;
+        self.failed = true;
+        if self.error.is_none() {
+            let units: Vec<String> = lost.iter().map(|r| unit(r)).collect();
+            self.error = Some(format!(
+                "reconciliation: rows lost in {} (see {})",
+                units.join(", "),
+                run_tables::RECONCILIATION_TABLE
+            ));
+        }
+    }
+
+    /// The reconciliation lines of the run summary: a count per status, then each unit that
+    /// is not ok (also a warning in the log).
+    fn print_reconciliation(&self) {
+        let rows = &self.metrics.reconciliation;
+        if rows.is_empty() {
+            return;
+        }
+        let counts: Vec<String> = [Status::Ok, Status::Mismatch, Status::Lost]
+            .iter()
+            .map(|s| {
+                let n = rows.iter().filter(|r| r.status == *s).count();
+                format!("{n} {}", s.name())
+            })
+            .collect();
+        println!(
+            "{}: reconciliation: {} ({})",
+            self.job,
+            counts.join(", "),
+            run_tables::RECONCILIATION_TABLE
+        );
+        for r in rows.iter().filter(|r| r.status != Status::Ok) {
+            println!("  {} {}: {}", r.status.name(), unit(r), r.detail);
+            tracing::warn!(
+                job = %self.job,
+                table = %r.table,
+                partition = r.partition.as_deref(),
+                object = r.object.as_deref(),
+                status = r.status.name(),
+                detail = %r.detail,
+                "reconciliation {}",
+                r.status.name()
+            );
+        }
+    }
+
+    /// Settles the exit code (rows lost fail the run), prints the reconciliation summary,
+    /// writes the manifest and the run's rows of the run tables to `lake` (and, with a
+    /// `catalog`, keeps their Glue tables), and, when stdout is not a terminal (or
+    /// `CXLAKE_EMF=1`), prints the EMF line. Writing cannot fail the run: a problem is logged.
+    /// Returns the run's exit code.
+    pub async fn report(
+        mut self,
+        lake: &Location,
+        catalog: Option<&CatalogSettings>,
+        region: Option<&str>,
+    ) -> u8 {
+        self.settle();
+        self.print_reconciliation();
         let key = format!("_etl/runs/{}.json", self.run_id());
         let body = serde_json::to_vec_pretty(&self.manifest()).expect("a manifest serializes");
         if let Err(e) = lake.put(&key, body.into()).await {
             tracing::warn!(job = %self.job, error = %e, "could not write the run manifest");
         }
+        if let Err(e) = run_tables::write(lake, &self).await {
+            tracing::warn!(job = %self.job, error = %crate::observe::cause_chain(&e), "could not write the run tables");
+        }
+        if let Some(catalog) = catalog {
+            if let Err(e) = run_tables::sync_catalog(lake, catalog, region, &self).await {
+                tracing::warn!(job = %self.job, error = %crate::observe::cause_chain(&e), "could not update the run tables in Glue");
+            }
+        }
         if !std::io::stdout().is_terminal() || std::env::var("CXLAKE_EMF").is_ok_and(|v| v == "1") {
             println!("{}", self.emf(Utc::now()));
         }
+        self.exit_code
+    }
+}
+
+/// A unit as the summary names it: `sf_account (Account)`, `connect_queue_interval dt=…`.
+fn unit(r: &Reconciliation) -> String {
+    match (&r.object, &r.partition) {
+        (Some(object), Some(partition)) => format!("{} {partition} ({object})", r.table),
+        (Some(object), None) => format!("{} ({object})", r.table),
+        (None, Some(partition)) => format!("{} {partition}", r.table),
+        (None, None) => r.table.clone(),
     }
 }
 
@@ -156,6 +256,7 @@ mod tests {
                 rejects: 1,
                 api_calls: 0,
                 outputs: vec!["connect_queue_interval/dt=2023-11-14/x.parquet".into()],
+                reconciliation: Vec::new(),
             },
         }
     }
@@ -182,6 +283,36 @@ mod tests {
             let name = metric["Name"].as_str().expect("a name");
             assert!(emf[name].is_number(), "{name} has no value");
         }
+    }
+
+    #[test]
+    fn rows_lost_fail_the_run() {
+        let partition = |keys_read, rows_written| {
+            crate::observe::reconcile::PartitionCounts {
+                table: "connect_queue_interval".into(),
+                dt: "2023-11-14".into(),
+                rows_read: keys_read,
+                keys_read,
+                rows_written: Some(rows_written),
+                ..Default::default()
+            }
+            .reconcile()
+        };
+        let mut fine = record();
+        fine.metrics.reconciliation = vec![partition(4, 4)];
+        fine.settle();
+        assert_eq!((fine.exit_code, fine.failed), (3, false));
+
+        let mut short = record();
+        short.metrics.reconciliation = vec![partition(4, 4), partition(5, 4)];
+        short.settle();
+        assert_eq!((short.exit_code, short.failed), (EXIT_FAILURE, true));
+        let error = short.error.clone().expect("an error");
+        assert!(
+            error.contains("rows lost in connect_queue_interval dt=2023-11-14"),
+            "{error}"
+        );
+        assert_eq!(short.manifest()["exit_code"], 1);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::lake::parquet::{decode, ParquetError};
 use crate::lake::partitions::{changed_days, DayFile};
 use crate::lake::{layout, Access, Location, StoreError};
 use crate::observe::progress::Progress;
+use crate::observe::reconcile::PushCounts;
 use crate::salesforce::ingest::{self, RecordResult, Records, WriteValue};
 use crate::salesforce::{Client, SalesforceError};
 use crate::state::{self, RejectReason, StateError};
@@ -80,6 +81,10 @@ impl std::fmt::Display for SkippedColumn {
 /// What a push-back run did.
 #[derive(Debug, Default)]
 pub struct PushbackReport {
+    /// The job.
+    pub job: String,
+    /// The lake table read.
+    pub table: String,
     /// Target object.
     pub object: String,
     /// Days read.
@@ -106,6 +111,23 @@ pub struct PushbackReport {
     pub calls: (u64, u64, u64, u64),
     /// Seconds.
     pub seconds: f64,
+}
+
+impl PushbackReport {
+    /// One row for the target object ([`PushCounts::reconcile`] has the rule).
+    pub fn reconciliation(&self) -> Vec<crate::observe::reconcile::Reconciliation> {
+        vec![PushCounts {
+            table: self.table.clone(),
+            object: self.object.clone(),
+            read: (self.records + self.unchanged) as u64,
+            sent: self.records as u64,
+            created: self.created as u64,
+            updated: self.updated as u64,
+            rejected: self.rejected as u64,
+            rejects: layout::reject_key(&self.job, ""),
+        }
+        .reconcile()]
+    }
 }
 
 /// What a dry run found in the org for a sample of the keys it would write.
@@ -444,6 +466,8 @@ impl<'a> PushbackJob<'a> {
         let object = prepared.object.clone();
         let total = prepared.records.rows.len();
         let mut report = PushbackReport {
+            job: self.job.name.clone(),
+            table: ReportSchema::get(self.spec.report).table.clone(),
             object: object.clone(),
             days: prepared.days_read.len(),
             records: prepared.send.len(),

@@ -16,6 +16,7 @@ use crate::lake::parquet::{align, decode, encode, ParquetError};
 use crate::lake::partitions::{changed_days, DayFile};
 use crate::lake::{layout, Access, Location, StoreError};
 use crate::observe::progress::Progress;
+use crate::observe::reconcile::{Reconciliation, RollupCounts};
 use crate::state::{self, StateError};
 use crate::window::Window;
 
@@ -70,6 +71,18 @@ pub struct RollupReport {
     pub lake_requests: (u64, u64, u64),
     /// Seconds.
     pub seconds: f64,
+    /// Per roll-up partition (written or unchanged): interval rows read, rows of the partition.
+    pub partitions: Vec<RollupCounts>,
+}
+
+impl RollupReport {
+    /// One row per roll-up partition ([`RollupCounts::reconcile`] has the rule).
+    pub fn reconciliation(&self) -> Vec<Reconciliation> {
+        self.partitions
+            .iter()
+            .map(RollupCounts::reconcile)
+            .collect()
+    }
 }
 
 /// The roll-up table of a report and grain: `connect_queue_daily`, `connect_agent_hourly`, …
@@ -161,9 +174,20 @@ impl<'a> RollupJob<'a> {
             report.bytes_written += day.bytes_written;
             report.written.extend(day.written);
             report.fallbacks.extend(day.fallbacks);
+            for (table, rows) in day.rows_written {
+                report.partitions.push(RollupCounts {
+                    table,
+                    dt: layout::day_string(day.day),
+                    rows_read: day.rows_read as u64,
+                    rows_written: rows as u64,
+                });
+            }
             newest = newest.max(Some(day.modified));
         }
         report.written.sort();
+        report
+            .partitions
+            .sort_by(|a, b| (&a.table, &a.dt).cmp(&(&b.table, &b.dt)));
         if let Some(catalog) = &self.job.catalog {
             let config = crate::aws::sdk_config(self.job.lake.region.as_deref()).await;
             let glue = aws_sdk_glue::Client::new(&config);
@@ -235,8 +259,10 @@ impl<'a> RollupJob<'a> {
             written: Vec::new(),
             unchanged: 0,
             bytes_written: 0,
+            rows_written: Vec::new(),
         };
-        for (target, encoded) in encoded.partitions {
+        for (target, encoded, table, rows) in encoded.partitions {
+            outcome.rows_written.push((table, rows));
             let bytes = encoded.len();
             let written = self.lake.get(&target).await?.as_deref() != Some(encoded.as_slice());
             if written {
@@ -289,6 +315,8 @@ struct DayOutcome {
     written: Vec<String>,
     unchanged: usize,
     bytes_written: usize,
+    /// (roll-up table, rows of its partition) per grain.
+    rows_written: Vec<(String, usize)>,
 }
 
 /// Decodes one interval day and encodes its roll-up for every grain.
@@ -325,9 +353,10 @@ fn encode_day(
             tracing::warn!(source = %key, grain = grain.name(), column = %used.column, denominator = %used.denominator, rows = used.rows, "weighted by a fallback denominator");
             fallbacks.push((grain, used));
         }
-        let target = layout::partition_file(&table_name(report, grain), day);
+        let table = table_name(report, grain);
+        let target = layout::partition_file(&table, day);
         let bytes = encode(&out).map_err(parquet_error(&target))?;
-        encoded.push((target, bytes));
+        encoded.push((target, bytes, table, out.num_rows()));
     }
     Ok(EncodedDay {
         rows,
@@ -340,8 +369,8 @@ fn encode_day(
 struct EncodedDay {
     /// Interval rows read.
     rows: usize,
-    /// (roll-up partition key, Parquet bytes) per grain.
-    partitions: Vec<(String, Vec<u8>)>,
+    /// (roll-up partition key, Parquet bytes, table, rows) per grain.
+    partitions: Vec<(String, Vec<u8>, String, usize)>,
     /// Weighted metrics that used a fallback denominator, per grain.
     fallbacks: Vec<(Grain, FallbackUse)>,
 }

@@ -209,6 +209,7 @@ impl Summary for ConnectSummary {
             bytes: self.written().map(|p| p.bytes as u64).sum(),
             rejects: (report.rejected.len() + report.unreadable.len()) as u64,
             inputs: report.files as u64,
+            reconciliation: report.reconciliation(),
             ..RunMetrics::default()
         }
     }

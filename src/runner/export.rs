@@ -149,6 +149,7 @@ impl Summary for ExportSummary {
                 .iter()
                 .filter_map(|o| o.history_key.clone())
                 .collect(),
+            reconciliation: report.reconciliation(),
         }
     }
 }

@@ -300,7 +300,7 @@ pub async fn run(job: &Job, options: &RunOptions) -> Result<Exit, JobError> {
             Some(crate::observe::cause_chain(e)),
         ),
     };
-    RunRecord {
+    let recorded = RunRecord {
         job: &job.name,
         kind: job.kind.name(),
         command: &options.command,
@@ -312,12 +312,19 @@ pub async fn run(job: &Job, options: &RunOptions) -> Result<Exit, JobError> {
         error,
         metrics,
     }
-    .report(&lake)
+    .report(&lake, job.catalog.as_ref(), job.lake.region.as_deref())
     .await;
     if let Err(e) = lock.release().await {
         tracing::warn!(job = %job.name, error = %e, "could not release the job lock; it expires on its own");
     }
-    outcome.map(|(exit, _)| exit)
+    // Reconciliation may turn a finished run into a failure (rows lost).
+    outcome.map(|(exit, _)| {
+        if recorded == Exit::Failure.code() {
+            Exit::Failure
+        } else {
+            exit
+        }
+    })
 }
 
 /// Opens `job`'s kind and takes it through [`execute`].
@@ -400,5 +407,10 @@ mod tests {
         .map(Exit::code)
         .to_vec();
         assert_eq!(codes, [0, 1, 2, 3, 4]);
+        assert_eq!(
+            Exit::Failure.code(),
+            crate::observe::run::EXIT_FAILURE,
+            "the run record's failure code"
+        );
     }
 }

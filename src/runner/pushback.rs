@@ -171,6 +171,7 @@ impl Summary for PushbackSummary {
             rejects: report.rejected as u64,
             api_calls: report.calls.1,
             outputs: vec![report.object.clone()],
+            reconciliation: report.reconciliation(),
             ..RunMetrics::default()
         }
     }

@@ -137,6 +137,7 @@ impl Summary for RollupSummary {
             rows: report.rows_read as u64,
             bytes: report.bytes_written as u64,
             outputs: report.written.clone(),
+            reconciliation: report.reconciliation(),
             ..RunMetrics::default()
         }
     }

@@ -10,7 +10,7 @@ import re
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import connect_job
+from conftest import connect_job, is_run_record
 from fixtures import (
     GLUE_TYPES,
     QUIRKY_ROWS,
@@ -84,8 +84,11 @@ def test_s3_run_writes_one_object_per_partition_and_the_state(quirky_s3_run, aws
     keys = objects(s3, buckets["lake"])
     # nothing but partition files under the table prefix (Athena reads everything there)
     assert [k for k in keys if k.startswith(f"{LAKE_PREFIX}/{TABLE}/")] == [data_key("2024-03-10")]
-    # bookkeeping lives outside the table prefix
-    assert all(k.startswith((f"{LAKE_PREFIX}/{TABLE}/", f"{LAKE_PREFIX}/_etl/")) for k in keys), sorted(keys)
+    # bookkeeping lives outside the table prefix (the run's own record also in the run tables)
+    assert all(k.startswith((f"{LAKE_PREFIX}/{TABLE}/", f"{LAKE_PREFIX}/_etl/")) or is_run_record(k) for k in keys), \
+        sorted(keys)
+    assert sorted(k.split("/")[1] for k in keys if is_run_record(k) and k.endswith(".parquet")) == \
+        ["cxlake_reconciliation", "cxlake_runs"]
     state = json.loads(get_bytes(s3, buckets["lake"], f"{LAKE_PREFIX}/_etl/state/connect-queue.json"))
     assert "2024-03-10T17:30:00" in str(state["watermark"])
     # the source bucket is only read
@@ -190,17 +193,17 @@ def test_rerun_of_the_same_window_changes_no_object(cx, tmp_path, aws, buckets, 
     columns = glue_columns(aws["glue"], glue_database)
 
     def lake_objects():
-        """Everything but the run manifests, which every run adds (one each)."""
-        return {k: v for k, v in objects(s3, buckets["lake"]).items() if "/_etl/runs/" not in k}
+        """Everything but the run records (manifest, run tables), which every run adds."""
+        return {k: v for k, v in objects(s3, buckets["lake"]).items() if not is_run_record(k)}
 
     manifests = lambda: [k for k in objects(s3, buckets["lake"]) if "/_etl/runs/" in k]  # noqa: E731
     assert len(manifests()) == 1
     again = cx("run", "job.toml", "--from", "2024-03-10", "--to", "2024-03-11", env=aws["env"])
     assert again.code == 0, again
-    assert lake_objects() == {k: v for k, v in before.items() if "/_etl/runs/" not in k}  # same keys, ETags, LastModified
+    assert lake_objects() == {k: v for k, v in before.items() if not is_run_record(k)}  # same keys, ETags, LastModified
     plain = cx("run", "job.toml", env=aws["env"])
     assert plain.code == 0, plain
-    assert lake_objects() == {k: v for k, v in before.items() if "/_etl/runs/" not in k}
+    assert lake_objects() == {k: v for k, v in before.items() if not is_run_record(k)}
     assert len(manifests()) == 3
     assert glue_columns(aws["glue"], glue_database) == columns
 

@@ -151,5 +151,5 @@ def test_backfill_array_job_runs_every_shard_of_one_command_line(tmp_path, cx):
     for index in range(2):
         result = cx(*args, env={"AWS_BATCH_JOB_ARRAY_INDEX": str(index)})
         assert result.code == 0, result
-        days |= {p.parent.name for p in (tmp_path / "lake").rglob("*.parquet")}
+        days |= {p.parent.name for p in (tmp_path / "lake" / "connect_queue_interval").rglob("*.parquet")}
     assert days == {"dt=2024-03-01", "dt=2024-03-02"}

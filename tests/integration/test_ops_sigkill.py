@@ -12,19 +12,19 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import base_env, connect_job, cxlake_path
+from conftest import base_env, connect_job, cxlake_path, is_run_record
 from fixtures import half_hours, queue_report
 
 TABLE_PREFIX = "cxlake/connect_queue_interval/"
 
 
 def lake_state(s3, bucket) -> dict[str, bytes]:
-    """Data files and job state: everything but run manifests and locks."""
+    """Data files and job state: everything but the run records (manifests, run tables) and locks."""
     found = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="cxlake/"):
         for o in page.get("Contents", []):
             key = o["Key"]
-            if "/_etl/runs/" in key or "/_etl/locks/" in key:
+            if is_run_record(key) or "/_etl/locks/" in key:
                 continue
             found[key] = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     return found

@@ -68,8 +68,9 @@ pub struct PageFault {
     #[serde(default = "first_page")]
     pub page: u32,
     /// `truncate` (the body cut in half), `wide_row` (Bulk: an extra cell in the first row;
-    /// REST: the first record lacks `field`), or `bad_value` (the first row's `field` holds
-    /// text that fits no number, date or boolean).
+    /// REST: the first record lacks `field`), `bad_value` (the first row's `field` holds
+    /// text that fits no number, date or boolean), or `drop_record` (the page lacks its last
+    /// record while `Sforce-NumberOfRecords`, or REST `totalSize`, still counts it).
     pub kind: String,
     /// The field `wide_row` (REST) and `bad_value` act on.
     #[serde(default)]

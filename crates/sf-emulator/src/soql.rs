@@ -1,5 +1,6 @@
-//! A SOQL subset: `SELECT a, Rel.b FROM Obj [WHERE cond] [ORDER BY f [ASC|DESC]] [LIMIT n]`,
-//! conditions `f op literal`, `f IN (…)`, `AND`, `OR`, `NOT`, parentheses.
+//! A SOQL subset: `SELECT a, Rel.b FROM Obj [WHERE cond] [ORDER BY f [ASC|DESC]] [LIMIT n]`
+//! (or `SELECT COUNT() FROM Obj [WHERE cond]`), conditions `f op literal`, `f IN (…)`, `AND`,
+//! `OR`, `NOT`, parentheses.
 
 use std::cmp::Ordering;
 
@@ -8,8 +9,10 @@ use serde_json::Value;
 /// A parsed query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
-    /// Selected paths as written.
+    /// Selected paths as written (none for `COUNT()`).
     pub fields: Vec<String>,
+    /// `SELECT COUNT()`: only the number of matching records is asked for.
+    pub count: bool,
     /// Object as written.
     pub object: String,
     /// Filter.
@@ -240,18 +243,27 @@ pub fn parse(text: &str) -> Result<Query, String> {
         pos: 0,
     };
     p.expect_word("SELECT")?;
-    let mut fields = vec![p.word()?];
-    while p.toks.get(p.pos) == Some(&Tok::Comma) {
-        p.pos += 1;
+    let count = p.peek_word("COUNT")
+        && p.toks.get(p.pos + 1) == Some(&Tok::Open)
+        && p.toks.get(p.pos + 2) == Some(&Tok::Close);
+    let mut fields = Vec::new();
+    if count {
+        p.pos += 3;
+    } else {
         fields.push(p.word()?);
+        while p.toks.get(p.pos) == Some(&Tok::Comma) {
+            p.pos += 1;
+            fields.push(p.word()?);
+        }
     }
-    if fields.iter().any(|f| f.contains('(')) {
+    if fields.iter().any(|f| f.contains('(')) || p.toks.get(p.pos) == Some(&Tok::Open) {
         return Err("functions are not supported here".into());
     }
     p.expect_word("FROM")?;
     let object = p.word()?;
     let mut query = Query {
         fields,
+        count,
         object,
         filter: None,
         order: None,
@@ -371,7 +383,10 @@ mod tests {
             _ => json!("Customer"),
         };
         assert!(!matches(q.filter.as_ref().unwrap(), &late));
-        assert!(parse("SELECT COUNT() FROM Account").is_err());
+        assert!(parse("SELECT COUNT(Id) FROM Account").is_err());
+        assert!(parse("SELECT Id, COUNT() FROM Account").is_err());
+        let count = parse("SELECT COUNT() FROM Account WHERE Type = 'Customer'").unwrap();
+        assert!(count.count && count.fields.is_empty() && count.filter.is_some());
         assert!(parse("SELECT Id FROM").is_err());
         assert!(parse("SELECT Id FROM Account WHERE Name = 'x").is_err());
     }
