@@ -233,6 +233,9 @@ impl RunReport {
     }
 }
 
+/// Distinct header rows whose mapping a run keeps (a deployment's reports share one or two).
+const KNOWN_HEADERS: usize = 64;
+
 /// What a header row maps to: its layout and the batch schema of its files.
 type KnownHeader = (Arc<FileLayout>, SchemaRef);
 
@@ -808,10 +811,15 @@ impl<'a> ConnectJob<'a> {
                     })?;
                 let batch_schema = FileContext::batch_schema(self.schema, &layout);
                 let known = (Arc::new(layout), batch_schema);
-                self.layouts
+                let mut layouts = self
+                    .layouts
                     .lock()
-                    .expect("layout cache lock is not poisoned")
-                    .insert(raw_header.into(), known.clone());
+                    .expect("layout cache lock is not poisoned");
+                // Bounded: files whose column order varies endlessly must not grow memory.
+                if layouts.len() >= KNOWN_HEADERS {
+                    layouts.clear();
+                }
+                layouts.insert(raw_header.into(), known.clone());
                 known
             }
         };
