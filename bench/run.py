@@ -19,6 +19,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -37,17 +38,31 @@ COMPETITORS = ["polars", "duckdb", "pyarrow"]
 SF_OBJECT = "Bench_Record__c"
 SF_TABLE = "sf_bench_record__c"
 SORT_KEY = ["queue", "interval_start"]
+ONLY_TOOLS: set[str] = set()  # --tools
 
 
-def measure(cmd: list[str], env: dict | None = None) -> dict:
-    """Wall time, CPU time and peak RSS of one command, taken by bench/measure.py."""
-    proc = subprocess.run([sys.executable, str(HERE / "measure.py"), *cmd], env={**os.environ, **(env or {})},
-                          capture_output=True, text=True)
-    *output, last = proc.stdout.rstrip("\n").split("\n")
+def measure(cmd: list[str], env: dict | None = None, timeout: float | None = None) -> dict:
+    """Wall time, CPU time and peak RSS of one command, taken by bench/measure.py; a command that
+    fails or outlives `timeout` gives {"failed": why} (its whole process group is killed)."""
+    proc = subprocess.Popen([sys.executable, str(HERE / "measure.py"), *cmd], env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return {"failed": f"did not finish in {timeout:.0f} s"}
+    *output, last = stdout.rstrip("\n").split("\n")
     result = json.loads(last)
     if proc.returncode != 0 or result["code"] != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return {"failed": f"exit code {result['code']}: {(stderr.strip().splitlines() or [''])[-1][:200]}"}
     return {**result, "stdout": "\n".join(output)}
+
+
+def ours_or_exit(result: dict, what: str) -> dict:
+    if "failed" in result:
+        sys.exit(f"cxlake ({what}) failed: {result['failed']}")
+    return result
 
 
 def best_of(repeat: int, run) -> dict:
@@ -57,7 +72,12 @@ def best_of(repeat: int, run) -> dict:
         load = os.getloadavg()[0]
         return {**run(), "load": load}
 
-    return min((once() for _ in range(repeat)), key=lambda r: r["seconds"])
+    runs = []
+    for _ in range(repeat):
+        runs.append(once())
+        if "failed" in runs[-1]:
+            return runs[-1]
+    return min(runs, key=lambda r: r["seconds"])
 
 
 def generate(work: pathlib.Path, rows: int, days: int) -> dict[str, pathlib.Path]:
@@ -135,13 +155,21 @@ def equivalent(ours: dict, theirs: dict) -> list[str]:
     return problems
 
 
+def check(label: str, result: dict, compare, alternative: bool) -> list[str]:
+    """Problems of one competitor run: its output's differences from cxlake's, or its failure
+    (an alternative approach that fails or hangs is reported in the table, not a problem)."""
+    if "failed" in result:
+        return [] if alternative else [f"{label}: {result['failed']}"]
+    return [f"{label}: {p}" for p in compare()]
+
+
 def tools(alternatives: bool, variants: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
     """(label, extra arguments) of every competitor run: the default code of each tool, then
     (with --alternatives) the other approaches tried."""
     runs = [(tool, []) for tool in COMPETITORS]
     if alternatives:
         runs += [(f"{tool}/{v}", [v]) for tool in COMPETITORS for v in variants.get(tool, [])]
-    return runs
+    return [(label, extra) for label, extra in runs if not ONLY_TOOLS or label in ONLY_TOOLS]
 
 
 def connect_row(cxlake: str, name: str, source: pathlib.Path, work: pathlib.Path, args) -> tuple[dict, list[str]]:
@@ -153,7 +181,7 @@ def connect_row(cxlake: str, name: str, source: pathlib.Path, work: pathlib.Path
     def ours() -> dict:
         shutil.rmtree(lake, ignore_errors=True)
         env = {"CXLAKE_SOURCE_URL": f"file://{source}/", "CXLAKE_LAKE_URL": f"file://{lake}", "CXLAKE_LOG": "warn"}
-        return measure([cxlake, "run", str(HERE / "jobs" / "connect-bench.toml")], env)
+        return ours_or_exit(measure([cxlake, "run", str(HERE / "jobs" / "connect-bench.toml")], env), name)
 
     row = {"dataset": name, "files": len(files), "input_mb": sum(p.stat().st_size for p in files) / 1e6,
            "cxlake": best_of(args.repeat, ours)}
@@ -167,10 +195,11 @@ def connect_row(cxlake: str, name: str, source: pathlib.Path, work: pathlib.Path
 
         def theirs() -> dict:
             shutil.rmtree(target, ignore_errors=True)
-            return measure([sys.executable, str(HERE / "competitors.py"), label.split("/")[0], str(source), str(target), *extra])
+            return measure([sys.executable, str(HERE / "competitors.py"), label.split("/")[0], str(source), str(target), *extra],
+                           timeout=args.timeout)
 
         row[label] = best_of(args.repeat, theirs)
-        problems += [f"{name}/{label}: {p}" for p in equivalent(reference, summary(target, sort_key=SORT_KEY))]
+        problems += check(f"{name}/{label}", row[label], lambda: equivalent(reference, summary(target, sort_key=SORT_KEY)), bool(extra))
         shutil.rmtree(target, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     return row, problems
@@ -193,7 +222,7 @@ def salesforce_row(cxlake: str, work: pathlib.Path, args) -> tuple[dict, list[st
         def ours() -> dict:
             shutil.rmtree(out / "cxlake", ignore_errors=True)
             env = {"CXLAKE_SALESFORCE_LOGIN_URL": url, "CXLAKE_LAKE_URL": f"file://{out / 'cxlake'}", "CXLAKE_LOG": "warn"}
-            return measure([cxlake, "run", str(HERE / "jobs" / "salesforce-bench.toml")], env)
+            return ours_or_exit(measure([cxlake, "run", str(HERE / "jobs" / "salesforce-bench.toml")], env), "salesforce")
 
         cx = best_of(args.repeat, ours)
     finally:
@@ -208,12 +237,13 @@ def salesforce_row(cxlake: str, work: pathlib.Path, args) -> tuple[dict, list[st
 
         def theirs() -> dict:
             shutil.rmtree(target, ignore_errors=True)
-            return measure([sys.executable, str(HERE / "competitors_sf.py"), label.split("/")[0], str(page_dir), str(target / SF_TABLE), *extra])
+            return measure([sys.executable, str(HERE / "competitors_sf.py"), label.split("/")[0], str(page_dir), str(target / SF_TABLE), *extra],
+                           timeout=args.timeout)
 
         row[label] = best_of(args.repeat, theirs)
         # cxlake writes one snapshot_date partition, the others one file: compare the contents
-        theirs_summary = {**summary(target, SF_TABLE), "partitions": {}}
-        problems += [f"salesforce/{label}: {p}" for p in equivalent({**reference, "partitions": {}}, theirs_summary)]
+        problems += check(f"salesforce/{label}", row[label],
+                          lambda: equivalent({**reference, "partitions": {}}, {**summary(target, SF_TABLE), "partitions": {}}), bool(extra))
     shutil.rmtree(out, ignore_errors=True)
     return row, problems
 
@@ -229,6 +259,8 @@ def workload(row: dict) -> str:
 
 
 def cell(r: dict) -> str:
+    if "failed" in r:
+        return r["failed"]
     return f"{r['seconds']:.2f} s, {r['cpu_seconds']:.1f} CPU-s, {r['max_rss_mb']:.0f} MB"
 
 
@@ -238,7 +270,7 @@ def table(results: list[dict]) -> str:
     lines = ["| workload | cxlake | " + " | ".join(labels) + " | ratio (fastest competitor / cxlake) |",
              "|---" * (len(labels) + 3) + "|"]
     for row in results:
-        present = [t for t in labels if t in row]
+        present = [t for t in labels if t in row and "failed" not in row[t]]
         fastest = min(present, key=lambda t: row[t]["seconds"])
         ratio = row[fastest]["seconds"] / row["cxlake"]["seconds"]
         cells = [cell(row[t]) if t in row else "–" for t in labels]
@@ -255,9 +287,12 @@ def main() -> None:
     parser.add_argument("--sf-rows", type=int, default=1_000_000, help="Salesforce records (default 1M)")
     parser.add_argument("--only", choices=["big", "year", "salesforce"])
     parser.add_argument("--repeat", type=int, default=1, help="run each tool N times, keep the fastest (default 1)")
+    parser.add_argument("--tools", help="only these competitor runs, e.g. polars,duckdb/union_by_name (development)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds a competitor run may take (default 900)")
     parser.add_argument("--alternatives", action="store_true",
                         help="also measure the other approaches tried for each tool (competitors.py VARIANTS)")
     args = parser.parse_args()
+    ONLY_TOOLS.update(filter(None, (args.tools or "").split(",")))
     work = args.work.resolve()
     cxlake = str(pathlib.Path(args.cxlake).resolve())
     results, problems = [], []
@@ -267,6 +302,7 @@ def main() -> None:
                 row, found = connect_row(cxlake, name, source, work, args)
                 results.append(row)
                 problems += found
+                (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
     if args.only in (None, "salesforce"):
         row, found = salesforce_row(cxlake, work, args)
         results.append(row)
@@ -275,7 +311,7 @@ def main() -> None:
     if problems:
         print("\n".join(problems))
         sys.exit("equivalence check failed: an output differs from cxlake's, no figures printed")
-    loads = [r["load"] for row in results for r in row.values() if isinstance(r, dict)]
+    loads = [r["load"] for row in results for r in row.values() if isinstance(r, dict) and "load" in r]
     print(f"\nevery output checked equal to cxlake's; 1-minute load average before each run: "
           f"{min(loads):.2f}–{max(loads):.2f} on {os.cpu_count()} cores\n")
     print(table(results))
