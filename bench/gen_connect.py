@@ -3,7 +3,7 @@
 Subcommands:
   sample OUTDIR   a few days of queue and agent files, one per interval (the bundled demo data)
   big OUTFILE     one large queue report (about 230 bytes per row)
-  year OUTDIR     one file per half hour for a whole year
+  year OUTDIR     one file per half hour for a whole year (or its first --days)
 
 Quirks are injected on purpose, as Connect (or a hand edit) produces them: UTF-8 BOM, CRLF line
 endings, shuffled column order, quoted names with commas, quotes, newlines and non-ASCII
@@ -138,14 +138,16 @@ def big(out: pathlib.Path, rows: int, queues: int, seed: int) -> None:
             f.write(",".join(cells) + "\r\n")
 
 
-def year(out: pathlib.Path, queues: int, year_: int, seed: int) -> None:
-    """Every half hour of a year, `queues` rows per file."""
+def year(out: pathlib.Path, queues: int, year_: int, seed: int, days: int | None = None) -> None:
+    """Every half hour of a year (or of its first `days`: the same files), `queues` rows per file."""
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     metrics = metric_headers("queue")
     names = [f"Queue {q:02d}" if q % 5 else f"Queue {q:02d}, EU" for q in range(queues)]
     begin = dt.datetime(year_, 1, 1, tzinfo=dt.timezone.utc)
     end = dt.datetime(year_ + 1, 1, 1, tzinfo=dt.timezone.utc)
+    if days is not None:
+        end = min(end, begin + dt.timedelta(days=days))
     while begin < end:
         key_time = begin + dt.timedelta(minutes=30)
         rows = []
@@ -175,6 +177,7 @@ def main() -> None:
     p.add_argument("out", type=pathlib.Path)
     p.add_argument("--queues", type=int, default=20)
     p.add_argument("--year", type=int, default=2023)
+    p.add_argument("--days", type=int, help="only the first DAYS days (default: the whole year)")
     p.add_argument("--seed", type=int, default=2)
     args = parser.parse_args()
     if args.command == "sample":
@@ -182,7 +185,7 @@ def main() -> None:
     elif args.command == "big":
         big(args.out, args.rows, args.queues, args.seed)
     else:
-        year(args.out, args.queues, args.year, args.seed)
+        year(args.out, args.queues, args.year, args.seed, args.days)
 
 
 if __name__ == "__main__":

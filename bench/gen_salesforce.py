@@ -10,6 +10,7 @@ fields written as `12.0`, datetimes with `Z`, multiline text with doubled quotes
 from __future__ import annotations
 
 import argparse
+import decimal
 import json
 import pathlib
 import random
@@ -33,11 +34,12 @@ def java_double(value: float) -> str:
     if 1e-3 <= abs(value) < 1e7:
         text = repr(float(value))
         return text if "." in text or "e" in text else text + ".0"
-    mantissa, exponent = f"{value:.15E}".split("E")
-    mantissa = mantissa.rstrip("0")
-    if mantissa.endswith("."):
-        mantissa += "0"
-    return f"{mantissa}E{int(exponent)}"
+    # the shortest digits that read back as the same double (as Java does since JDK 19), not a
+    # fixed 16 digits: `7.296032921E7`, never `7.296032920999999E7` for 72960329.21
+    sign, digits, exp = decimal.Decimal(repr(float(value))).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    mantissa = text[0] + "." + (text[1:] or "0")
+    return f"{'-' if sign else ''}{mantissa}E{len(digits) - 1 + exp}"
 
 
 def describe() -> dict:
@@ -71,7 +73,8 @@ def record(i: int, rng: random.Random) -> list[str]:
         rng.choice(["North America", "EMEA", "APAC", "LATAM"]),
         description,
         "" if amount is None else java_double(round(amount, 2)),
-        java_double(rng.uniform(0, 1e9)),
+        # describe gives Quantity__c scale 0: Salesforce stores (and sends) whole numbers only
+        java_double(float(round(rng.uniform(0, 1e9)))),
         "" if i % 11 == 0 else f"{rng.randint(0, 500)}.0",
         java_double(round(rng.uniform(0, 100), 2)),
         rng.choice(["true", "false"]),
