@@ -4,6 +4,8 @@ FROM rust:1-slim-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# Build settings (.cargo/config.toml: jemalloc's C build without debug info).
+COPY .cargo ./.cargo
 COPY src ./src
 # The workspace's other crate: the Salesforce emulator `cxlake emulator` links (its objects/ are embedded).
 COPY crates ./crates

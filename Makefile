@@ -38,8 +38,10 @@ test-clients: build $(PY) $(SF_CLI)
 
 ## demo: both Connect jobs on the bundled reports, their hourly/daily roll-ups, then (against the
 ## built-in Salesforce emulator) a Salesforce export into the lake and the push-back of interval
-## metrics into the CTI adapter's objects; then query the lake with DuckDB
-demo: build $(PY)
+## metrics into the CTI adapter's objects; then query the lake with DuckDB. The venv (about a minute of
+## pip on a fresh clone) is installed while cargo compiles.
+demo:
+	$(MAKE) --no-print-directory -j2 build venv
 	rm -rf lake
 	$(BIN) validate jobs/demo/*.toml
 	$(BIN) run jobs/demo/connect-queue.toml jobs/demo/connect-agent.toml
