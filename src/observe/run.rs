@@ -231,25 +231,34 @@ fn unit(r: &Reconciliation) -> String {
     }
 }
 
+/// A run record for tests: one Connect job's run with `exit_code` and `metrics`.
+#[cfg(test)]
+pub(crate) fn sample_record(exit_code: u8, metrics: RunMetrics) -> RunRecord<'static> {
+    RunRecord {
+        job: "connect-queue",
+        kind: "connect-intervals",
+        command: "cxlake run q.toml",
+        window: Window {
+            start: None,
+            end: None,
+        },
+        started: DateTime::from_timestamp(1_700_000_000, 0).expect("valid"),
+        seconds: 1.5,
+        exit_code,
+        failed: false,
+        error: None,
+        metrics,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn record() -> RunRecord<'static> {
-        RunRecord {
-            job: "connect-queue",
-            kind: "connect-intervals",
-            command: "cxlake run q.toml",
-            window: Window {
-                start: None,
-                end: None,
-            },
-            started: DateTime::from_timestamp(1_700_000_000, 0).expect("valid"),
-            seconds: 1.5,
-            exit_code: 3,
-            failed: false,
-            error: None,
-            metrics: RunMetrics {
+        sample_record(
+            3,
+            RunMetrics {
                 inputs: 4,
                 rows: 80,
                 bytes: 1000,
@@ -258,7 +267,7 @@ mod tests {
                 outputs: vec!["connect_queue_interval/dt=2023-11-14/x.parquet".into()],
                 reconciliation: Vec::new(),
             },
-        }
+        )
     }
 
     #[test]

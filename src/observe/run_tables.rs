@@ -255,23 +255,11 @@ mod tests {
     use super::*;
     use crate::observe::reconcile::PartitionCounts;
     use crate::observe::run::RunMetrics;
-    use crate::window::Window;
 
     fn record() -> RunRecord<'static> {
-        RunRecord {
-            job: "connect-queue",
-            kind: "connect-intervals",
-            command: "cxlake run q.toml",
-            window: Window {
-                start: None,
-                end: None,
-            },
-            started: DateTime::from_timestamp(1_700_000_000, 0).expect("valid"),
-            seconds: 1.5,
-            exit_code: 0,
-            failed: false,
-            error: None,
-            metrics: RunMetrics {
+        crate::observe::run::sample_record(
+            0,
+            RunMetrics {
                 inputs: 2,
                 rows: 10,
                 reconciliation: vec![PartitionCounts {
@@ -285,7 +273,7 @@ mod tests {
                 .reconcile()],
                 ..RunMetrics::default()
             },
-        }
+        )
     }
 
     #[test]
