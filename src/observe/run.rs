@@ -15,9 +15,34 @@ use crate::job::CatalogSettings;
 use crate::lake::Location;
 use crate::window::Window;
 
-/// The exit code of a failed run (the binary's `1`): a run whose reconciliation finds rows lost
-/// ends with it.
-pub const EXIT_FAILURE: u8 = 1;
+/// How a run ended, in the order of the exit codes that the README and `--help` document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Exit {
+    /// 0: everything done.
+    Ok,
+    /// 1: the run failed: nothing was committed for the failed unit, or reconciliation found
+    /// rows lost.
+    Failure,
+    /// 2: bad usage or job file.
+    Usage,
+    /// 3: done, but some inputs or records were rejected (see `_etl/rejects/`).
+    Partial,
+    /// 4: skipped: another run of the job holds its lock.
+    Locked,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Failure => 1,
+            Exit::Usage => 2,
+            Exit::Partial => 3,
+            Exit::Locked => 4,
+        }
+    }
+}
 
 /// The figures a job kind reports for its run.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -141,7 +166,7 @@ impl RunRecord<'_> {
         if lost.is_empty() {
             return;
         }
-        self.exit_code = EXIT_FAILURE;
+        self.exit_code = Exit::Failure.code();
         self.failed = true;
         if self.error.is_none() {
             let units: Vec<String> = lost.iter().map(|r| unit(r)).collect();
@@ -315,7 +340,10 @@ mod tests {
         let mut short = record();
         short.metrics.reconciliation = vec![partition(4, 4), partition(5, 4)];
         short.settle();
-        assert_eq!((short.exit_code, short.failed), (EXIT_FAILURE, true));
+        assert_eq!(
+            (short.exit_code, short.failed),
+            (Exit::Failure.code(), true)
+        );
         let error = short.error.clone().expect("an error");
         assert!(
             error.contains("rows lost in connect_queue_interval dt=2023-11-14"),

@@ -18,39 +18,12 @@ use crate::job::{Job, JobKind};
 use crate::lake::lock::{self, LockError};
 use crate::lake::{Access, Location};
 use crate::observe::progress::Progress;
+pub use crate::observe::run::Exit;
 use crate::observe::run::{RunMetrics, RunRecord};
 use crate::window::Window;
 
 /// Any error a kind's stage returns, kept as the cause of a [`JobError`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// How a run ended, in the order of the exit codes that the README and `--help` document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Exit {
-    /// 0: everything done.
-    Ok,
-    /// 1: the run failed; nothing was committed for the failed unit.
-    Failure,
-    /// 2: bad usage or job file.
-    Usage,
-    /// 3: done, but some inputs or records were rejected (see `_etl/rejects/`).
-    Partial,
-    /// 4: skipped: another run of the job holds its lock.
-    Locked,
-}
-
-impl Exit {
-    /// The process exit code.
-    pub fn code(self) -> u8 {
-        match self {
-            Exit::Ok => 0,
-            Exit::Failure => 1,
-            Exit::Usage => 2,
-            Exit::Partial => 3,
-            Exit::Locked => 4,
-        }
-    }
-}
 
 /// A run that could not be done: what was being done (the job and the step) and why.
 #[derive(Debug)]
@@ -407,10 +380,5 @@ mod tests {
         .map(Exit::code)
         .to_vec();
         assert_eq!(codes, [0, 1, 2, 3, 4]);
-        assert_eq!(
-            Exit::Failure.code(),
-            crate::observe::run::EXIT_FAILURE,
-            "the run record's failure code"
-        );
     }
 }
