@@ -16,6 +16,7 @@ use chrono::NaiveDate;
 
 use crate::job::{Job, JobKind};
 use crate::lake::lock::{self, LockError};
+use crate::lake::partitions::DayFile;
 use crate::lake::{Access, Location};
 use crate::observe::progress::Progress;
 pub use crate::observe::run::Exit;
@@ -298,6 +299,29 @@ pub async fn run(job: &Job, options: &RunOptions) -> Result<Exit, JobError> {
             exit
         }
     })
+}
+
+/// A dry run's plan of interval days (roll-up, push-back): each partition read, and the target.
+struct DayPlan<'a> {
+    job: &'a str,
+    plan: &'a [DayFile],
+    target: &'a str,
+}
+
+impl Display for DayPlan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "plan for {}: {} interval days -> {}",
+            self.job,
+            self.plan.len(),
+            self.target
+        )?;
+        for file in self.plan {
+            writeln!(f, "  {}", file.key)?;
+        }
+        writeln!(f, "dry run: nothing written")
+    }
 }
 
 /// Opens `job`'s kind and takes it through [`execute`].

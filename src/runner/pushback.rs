@@ -2,8 +2,7 @@
 
 use std::fmt;
 
-use super::rollup::DayPlan;
-use super::{failed, Exit, JobError, JobRun, RunOptions, Summary};
+use super::{failed, DayPlan, Exit, JobError, JobRun, RunOptions, Summary};
 use crate::job::{Job, SalesforcePushback};
 use crate::lake::partitions::DayFile;
 use crate::observe::progress::Progress;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{failed, Exit, JobError, JobRun, RunOptions, Summary};
+use super::{failed, DayPlan, Exit, JobError, JobRun, RunOptions, Summary};
 use crate::job::{Job, RollupSpec};
 use crate::lake::partitions::DayFile;
 use crate::observe::progress::Progress;
@@ -77,29 +77,6 @@ impl JobRun for RollupRun<'_> {
             job: self.job.name.clone(),
             report,
         })
-    }
-}
-
-/// A dry run's plan of interval days (roll-up, push-back): each partition read, and the target.
-pub(super) struct DayPlan<'a> {
-    pub(super) job: &'a str,
-    pub(super) plan: &'a [DayFile],
-    pub(super) target: &'a str,
-}
-
-impl fmt::Display for DayPlan<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "plan for {}: {} interval days -> {}",
-            self.job,
-            self.plan.len(),
-            self.target
-        )?;
-        for file in self.plan {
-            writeln!(f, "  {}", file.key)?;
-        }
-        writeln!(f, "dry run: nothing written")
     }
 }
 
