@@ -11,9 +11,41 @@ use super::value::{bounded, quoted};
 /// Normalizes a header for lookup: `"\u{feff}Contacts handled (connected to agent timestamp)"`
 /// → `"contacts handled connected to agent timestamp"`.
 pub fn normalize_header(header: &str) -> String {
+    let header = header.trim_start_matches('\u{feff}');
+    if header.is_ascii() {
+        normalize_ascii(header.as_bytes())
+    } else {
+        normalize_chars(header)
+    }
+}
+
+/// [`normalize_chars`] for ASCII, a byte at a time (every header of a real report is ASCII).
+fn normalize_ascii(header: &[u8]) -> String {
     let mut out = String::with_capacity(header.len());
     let mut pending_space = false;
-    for c in header.trim_start_matches('\u{feff}').chars() {
+    for &b in header {
+        match b {
+            b'(' | b')' => {}
+            // The ASCII characters `char::is_whitespace` accepts (vertical tab included).
+            b'\t' | b'\n' | b'\x0B' | b'\x0C' | b'\r' | b' ' | b'-' | b'_' => {
+                pending_space = !out.is_empty();
+            }
+            _ => {
+                if pending_space {
+                    out.push(' ');
+                    pending_space = false;
+                }
+                out.push(char::from(b.to_ascii_lowercase()));
+            }
+        }
+    }
+    out
+}
+
+fn normalize_chars(header: &str) -> String {
+    let mut out = String::with_capacity(header.len());
+    let mut pending_space = false;
+    for c in header.chars() {
         if c == '(' || c == ')' {
             continue;
         }
@@ -236,6 +268,14 @@ impl FileLayout {
 mod tests {
     use super::*;
     use crate::job::ReportKind;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn ascii_normalization_matches_the_char_by_char_one(header in "[\x00-\x7F]{0,40}") {
+            prop_assert_eq!(normalize_ascii(header.as_bytes()), normalize_chars(&header));
+        }
+    }
 
     #[test]
     fn normalization_ignores_bom_case_parentheses_and_separators() {

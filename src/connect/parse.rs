@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringArray, StringBuilder,
+    new_null_array, ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringArray, StringBuilder,
     TimestampMillisecondArray, TimestampMillisecondBuilder, UInt32Array,
 };
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{DateTime, TimeZone};
 use chrono_tz::Tz;
 
@@ -81,18 +81,21 @@ pub struct DayBatch {
     pub batch: RecordBatch,
 }
 
+/// A metric column being built; one the file lacks is all nulls and is made at the end.
 enum MetricBuilder {
     Count(Int64Builder),
     Float(Float64Builder, Unit),
     Text(StringBuilder),
+    Absent(DataType),
 }
 
 impl MetricBuilder {
-    fn append_null(&mut self) {
+    fn finish(self, rows: usize) -> ArrayRef {
         match self {
-            MetricBuilder::Count(b) => b.append_null(),
-            MetricBuilder::Float(b, _) => b.append_null(),
-            MetricBuilder::Text(b) => b.append_null(),
+            MetricBuilder::Count(mut b) => Arc::new(b.finish()),
+            MetricBuilder::Float(mut b, _) => Arc::new(b.finish()),
+            MetricBuilder::Text(mut b) => Arc::new(b.finish()),
+            MetricBuilder::Absent(data_type) => new_null_array(&data_type, rows),
         }
     }
 }
@@ -128,12 +131,16 @@ pub fn parse_rows(
         .schema
         .metrics
         .iter()
-        .map(|m| match m.unit {
-            Unit::Count => MetricBuilder::Count(Int64Builder::with_capacity(capacity)),
-            Unit::Seconds | Unit::Percent => {
+        .zip(&layout.metrics)
+        .map(|(m, position)| match (m.unit, position) {
+            (Unit::Count, None) => MetricBuilder::Absent(DataType::Int64),
+            (Unit::Seconds | Unit::Percent, None) => MetricBuilder::Absent(DataType::Float64),
+            (Unit::Text, None) => MetricBuilder::Absent(DataType::Utf8),
+            (Unit::Count, Some(_)) => MetricBuilder::Count(Int64Builder::with_capacity(capacity)),
+            (Unit::Seconds | Unit::Percent, Some(_)) => {
                 MetricBuilder::Float(Float64Builder::with_capacity(capacity), m.unit)
             }
-            Unit::Text => MetricBuilder::Text(StringBuilder::new()),
+            (Unit::Text, Some(_)) => MetricBuilder::Text(StringBuilder::new()),
         })
         .collect();
     let mut unknown: Vec<Float64Builder> = layout
@@ -280,7 +287,6 @@ pub fn parse_rows(
             .zip(&ctx.schema.metrics)
         {
             let Some(i) = *position else {
-                builder.append_null();
                 continue;
             };
             let raw = &record[i];
@@ -305,6 +311,7 @@ pub fn parse_rows(
                     b.append_option(v)
                 }
                 MetricBuilder::Text(b) => b.append_option(value::parse_text(raw).map_err(err)?),
+                MetricBuilder::Absent(_) => unreachable!("a metric with a position has a builder"),
             }
         }
         for ((builder, (i, _)), (plain, percent)) in
@@ -336,13 +343,7 @@ pub fn parse_rows(
         Arc::new(ends.finish().with_data_type(utc.clone())),
         Arc::new(locals.finish()),
     ];
-    columns.extend(metrics.into_iter().map(|b| -> ArrayRef {
-        match b {
-            MetricBuilder::Count(mut b) => Arc::new(b.finish()),
-            MetricBuilder::Float(mut b, _) => Arc::new(b.finish()),
-            MetricBuilder::Text(mut b) => Arc::new(b.finish()),
-        }
-    }));
+    columns.extend(metrics.into_iter().map(|b| b.finish(rows)));
     columns.push(Arc::new(StringArray::from_iter_values(
         std::iter::repeat_n(&*ctx.source_key, rows),
     )));

@@ -80,26 +80,36 @@ pub fn writer_properties(schema: &Schema) -> WriterProperties {
     builder.build()
 }
 
-/// [`writer_properties`] for one batch known in advance: a floating column that holds NaN gets
-/// no statistics. parquet-rs computes float min/max over the non-NaN values plus a NaN count
-/// (IEEE 754 total order); under the classic column order the footer declares, a reader that
-/// ignores NaN counts would prune such a row group wrongly, so it gets nothing to prune on.
+/// [`writer_properties`] for one batch known in advance:
+/// - A floating column that holds NaN gets no statistics. parquet-rs computes float min/max over
+///   the non-NaN values plus a NaN count (IEEE 754 total order); under the classic column order
+///   the footer declares, a reader that ignores NaN counts would prune such a row group wrongly,
+///   so it gets nothing to prune on.
+/// - A column of nulls only is stored uncompressed. Its page holds nothing but run-length
+///   definition levels, a few bytes that ZSTD's frame header would only lengthen, while each
+///   compressed column costs a fresh ZSTD context. Report tables are wide and most deployments
+///   export a subset of the metrics, so these columns are common. Every Parquet reader takes a
+///   codec per column chunk.
 pub fn writer_properties_for(batch: &RecordBatch) -> WriterProperties {
-    let nan_columns: Vec<&str> = batch
-        .schema_ref()
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .filter(|(_, column)| has_nan(column))
-        .map(|(field, _)| field.name().as_str())
-        .collect();
-    if nan_columns.is_empty() {
+    let mut nan_columns = Vec::new();
+    let mut null_columns = Vec::new();
+    for (field, column) in batch.schema_ref().fields().iter().zip(batch.columns()) {
+        let path = || ColumnPath::from(field.name().as_str());
+        if column.null_count() == column.len() {
+            null_columns.push(path());
+        } else if has_nan(column) {
+            nan_columns.push(path());
+        }
+    }
+    if nan_columns.is_empty() && null_columns.is_empty() {
         return writer_properties(batch.schema_ref());
     }
     let mut builder = writer_properties(batch.schema_ref()).into_builder();
-    for name in nan_columns {
-        builder =
-            builder.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
+    for column in nan_columns {
+        builder = builder.set_column_statistics_enabled(column, EnabledStatistics::None);
+    }
+    for column in null_columns {
+        builder = builder.set_column_compression(column, Compression::UNCOMPRESSED);
     }
     builder.build()
 }
