@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    new_null_array, ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringArray, StringBuilder,
-    TimestampMillisecondArray, TimestampMillisecondBuilder, UInt32Array,
+    new_null_array, ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringArray,
+    StringBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder, UInt32Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{DateTime, TimeZone};

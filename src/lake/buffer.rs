@@ -16,8 +16,10 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 
 use super::parquet::ParquetError;
 
-/// Small batches are concatenated once a partition holds this many.
-const COALESCE_BATCHES: usize = 8;
+/// Small batches are concatenated once a partition holds this many. A day of 30-minute reports
+/// is 48 batches: they stay apart until the day is compacted or merged, which concatenates them
+/// once (each concatenation costs about as much per column as per row for such small batches).
+const COALESCE_BATCHES: usize = 64;
 
 /// An encoded, sorted piece of a partition, spilled to a local file.
 #[derive(Debug, Clone)]

@@ -493,6 +493,72 @@ mod tests {
     }
 
     #[test]
+    fn a_column_of_nulls_only_is_stored_uncompressed() {
+        let base = batch(1, false);
+        let mut fields: Vec<Field> = base
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (**f).clone())
+            .collect();
+        fields.push(Field::new("absent_seconds", DataType::Float64, true));
+        let mut columns = base.columns().to_vec();
+        columns.push(new_null_array(&DataType::Float64, base.num_rows()));
+        let input = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let bytes = encode(&input).unwrap();
+        let meta = metadata(&bytes);
+        // A file records the codec, not the level.
+        let codecs: Vec<&str> = meta
+            .row_group(0)
+            .columns()
+            .iter()
+            .map(|c| match c.compression() {
+                Compression::ZSTD(_) => "ZSTD",
+                Compression::UNCOMPRESSED => "UNCOMPRESSED",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(codecs, ["ZSTD", "ZSTD", "ZSTD", "UNCOMPRESSED"]);
+        assert_eq!(decode(Bytes::from(bytes)).unwrap(), vec![input]);
+    }
+
+    /// One column of `rows` numbers, with repeats so that ZSTD finds matches.
+    fn numbers(rows: i64) -> RecordBatch {
+        let schema = Schema::new(vec![Field::new("v", DataType::Int64, false)]);
+        let values = Int64Array::from_iter_values((0..rows).map(|i| (i * 7919) % 1009));
+        RecordBatch::try_new(Arc::new(schema), vec![Arc::new(values)]).unwrap()
+    }
+
+    #[test]
+    fn reused_zstd_contexts_write_the_bytes_of_fresh_ones() {
+        // The vendored parquet-rs lends each thread's ZSTD context to every page it compresses
+        // (vendor/README.md). A one-column file encoded on a new thread compresses with a new
+        // context, as upstream does; here the same files, encoded one after another on one
+        // thread whose context last compressed inputs of other sizes, must be the same bytes.
+        let inputs: Vec<RecordBatch> = [3, 5_000, 40, 100_000, 7, 5_000]
+            .into_iter()
+            .map(numbers)
+            .collect();
+        encode(&batch(38, false)).unwrap();
+        let reused: Vec<Vec<u8>> = inputs.iter().map(|b| encode(b).unwrap()).collect();
+        let fresh: Vec<Vec<u8>> = inputs
+            .iter()
+            .map(|b| {
+                let b = b.clone();
+                std::thread::spawn(move || encode(&b).unwrap())
+                    .join()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(reused, fresh);
+        let meta = metadata(&reused[3]);
+        assert!(matches!(
+            meta.row_group(0).column(0).compression(),
+            Compression::ZSTD(_)
+        ));
+    }
+
+    #[test]
     fn a_file_on_disk_is_rewritten_like_encode() {
         let input = batch(2, false);
         let mut raw = Vec::new();
