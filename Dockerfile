@@ -9,6 +9,7 @@ COPY .cargo ./.cargo
 COPY src ./src
 # The workspace's other crate: the Salesforce emulator `cxlake emulator` links (its objects/ are embedded).
 COPY crates ./crates
+COPY vendor ./vendor
 COPY schemas ./schemas
 # `cxlake init` embeds the production job files as its templates.
 COPY jobs ./jobs
