@@ -496,13 +496,30 @@ pub fn bulk_page(
         .iter()
         .map(|c| Builder::new(c.kind, estimate))
         .collect();
-    let mut record = csv::ByteRecord::new();
+    // A StringRecord checks UTF-8 once per row, not once per cell.
+    let mut record = csv::StringRecord::new();
     let mut row = 0usize;
     loop {
-        match reader.read_byte_record(&mut record) {
+        match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => return Err(page_err(format!("row {}: {e}", row + 1))),
+            Err(e) => {
+                let row = row + 1;
+                return Err(match e.kind() {
+                    csv::ErrorKind::Utf8 { pos: Some(at), .. } => {
+                        let rest = &page[at.byte() as usize..];
+                        not_utf8(
+                            source_name,
+                            rest,
+                            delimiter,
+                            row,
+                            (columns, &positions),
+                            id_position,
+                        )
+                    }
+                    _ => page_err(format!("row {row}: {e}")),
+                });
+            }
         }
         row += 1;
         if record.len() != header_names.len() {
@@ -518,24 +535,58 @@ pub fn bulk_page(
                 builder.null();
                 continue;
             }
-            let result = std::str::from_utf8(cell)
-                .map_err(|_| "not UTF-8")
-                .and_then(|text| builder.text(column.kind, text));
-            if let Err(reason) = result {
-                let id = id_position
-                    .and_then(|p| std::str::from_utf8(&record[p]).ok())
-                    .filter(|s| !s.is_empty());
+            if let Err(reason) = builder.text(column.kind, cell) {
+                let id = id_position.map(|p| &record[p]).filter(|s| !s.is_empty());
                 return Err(NormalizeError::Value {
                     source_name: source_name.to_string(),
                     record: id.map_or_else(|| format!("row {row}"), str::to_string),
                     field: column.path.clone(),
-                    value: shorten(&String::from_utf8_lossy(cell)),
+                    value: shorten(cell),
                     reason: reason.to_string(),
                 });
             }
         }
     }
     finish(columns, &mut builders)
+}
+
+/// The error for a Bulk row that is not UTF-8 (`rest` starts at the row): its first selected
+/// cell that is not, named by the row's Id like any other bad value.
+fn not_utf8(
+    source_name: &str,
+    rest: &[u8],
+    delimiter: u8,
+    row: usize,
+    (columns, positions): (&[Column], &[usize]),
+    id_position: Option<usize>,
+) -> NormalizeError {
+    let mut record = csv::ByteRecord::new();
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .from_reader(rest);
+    // The row was read once already: it parses again, only its text is in doubt.
+    let _ = reader.read_byte_record(&mut record);
+    let bad = columns.iter().zip(positions).find(|(_, &p)| {
+        record
+            .get(p)
+            .is_some_and(|c| std::str::from_utf8(c).is_err())
+    });
+    let id = id_position
+        .and_then(|p| record.get(p))
+        .filter(|id| !id.is_empty());
+    NormalizeError::Value {
+        source_name: source_name.to_string(),
+        record: id.map_or_else(
+            || format!("row {row}"),
+            |id| String::from_utf8_lossy(id).into_owned(),
+        ),
+        field: bad.map_or_else(|| "?".to_string(), |(c, _)| c.path.clone()),
+        value: bad
+            .and_then(|(_, &p)| record.get(p))
+            .map_or_else(String::new, |c| shorten(&String::from_utf8_lossy(c))),
+        reason: "not UTF-8".to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -726,6 +777,19 @@ mod tests {
         assert_eq!(parse_decimal(" 1", 5, 2), Err("expected a decimal number"));
         assert_eq!(parse_decimal("NaN", 5, 2), Err("expected a decimal number"));
         assert_eq!(parse_decimal("-1.5E-1", 5, 2), Ok(-15));
+    }
+
+    #[test]
+    fn a_cell_that_is_not_utf8_names_the_record_and_field() {
+        let mut page = b"\"Id\",\"Name\",\"IsActive__c\",\"Seats__c\",\"Revenue__c\",\"Start__c\",\"SystemModstamp\",\"Opens__c\",\"Owner.Name\"\n\
+\"a01\",\"fine\",\"true\",\"1\",\"1\",\"\",\"\",\"\",\"\"\n"
+            .to_vec();
+        page.extend_from_slice(b"\"a02\",\"caf\xe9\",\"true\",\"1\",\"1\",\"\",\"\",\"\",\"\"\n");
+        let err = bulk_page(&columns(), &page, b',', "Account page 4").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Account page 4: record a02, field Name: not UTF-8 (value \"caf\u{fffd}\")"
+        );
     }
 
     #[test]
