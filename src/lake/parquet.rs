@@ -80,36 +80,26 @@ pub fn writer_properties(schema: &Schema) -> WriterProperties {
     builder.build()
 }
 
-/// [`writer_properties`] for one batch known in advance:
-/// - A floating column that holds NaN gets no statistics. parquet-rs computes float min/max over
-///   the non-NaN values plus a NaN count (IEEE 754 total order); under the classic column order
-///   the footer declares, a reader that ignores NaN counts would prune such a row group wrongly,
-///   so it gets nothing to prune on.
-/// - A column of nulls only is stored uncompressed. Its page holds nothing but run-length
-///   definition levels, a few bytes that ZSTD's frame header would only lengthen, while each
-///   compressed column costs a fresh ZSTD context. Report tables are wide and most deployments
-///   export a subset of the metrics, so these columns are common. Every Parquet reader takes a
-///   codec per column chunk.
+/// [`writer_properties`] for one batch known in advance: a floating column that holds NaN gets
+/// no statistics. parquet-rs computes float min/max over the non-NaN values plus a NaN count
+/// (IEEE 754 total order); under the classic column order the footer declares, a reader that
+/// ignores NaN counts would prune such a row group wrongly, so it gets nothing to prune on.
 pub fn writer_properties_for(batch: &RecordBatch) -> WriterProperties {
-    let mut nan_columns = Vec::new();
-    let mut null_columns = Vec::new();
-    for (field, column) in batch.schema_ref().fields().iter().zip(batch.columns()) {
-        let path = || ColumnPath::from(field.name().as_str());
-        if column.null_count() == column.len() {
-            null_columns.push(path());
-        } else if has_nan(column) {
-            nan_columns.push(path());
-        }
-    }
-    if nan_columns.is_empty() && null_columns.is_empty() {
+    let nan_columns: Vec<&str> = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(_, column)| has_nan(column))
+        .map(|(field, _)| field.name().as_str())
+        .collect();
+    if nan_columns.is_empty() {
         return writer_properties(batch.schema_ref());
     }
     let mut builder = writer_properties(batch.schema_ref()).into_builder();
-    for column in nan_columns {
-        builder = builder.set_column_statistics_enabled(column, EnabledStatistics::None);
-    }
-    for column in null_columns {
-        builder = builder.set_column_compression(column, Compression::UNCOMPRESSED);
+    for name in nan_columns {
+        builder =
+            builder.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
     }
     builder.build()
 }
@@ -490,36 +480,6 @@ mod tests {
         assert!(has_nan(&(Arc::new(shown) as ArrayRef)));
         let none = Float64Array::from(vec![Some(1.0), None]);
         assert!(!has_nan(&(Arc::new(none) as ArrayRef)));
-    }
-
-    #[test]
-    fn a_column_of_nulls_only_is_stored_uncompressed() {
-        let base = batch(1, false);
-        let mut fields: Vec<Field> = base
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| (**f).clone())
-            .collect();
-        fields.push(Field::new("absent_seconds", DataType::Float64, true));
-        let mut columns = base.columns().to_vec();
-        columns.push(new_null_array(&DataType::Float64, base.num_rows()));
-        let input = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
-        let bytes = encode(&input).unwrap();
-        let meta = metadata(&bytes);
-        // A file records the codec, not the level.
-        let codecs: Vec<&str> = meta
-            .row_group(0)
-            .columns()
-            .iter()
-            .map(|c| match c.compression() {
-                Compression::ZSTD(_) => "ZSTD",
-                Compression::UNCOMPRESSED => "UNCOMPRESSED",
-                _ => "other",
-            })
-            .collect();
-        assert_eq!(codecs, ["ZSTD", "ZSTD", "ZSTD", "UNCOMPRESSED"]);
-        assert_eq!(decode(Bytes::from(bytes)).unwrap(), vec![input]);
     }
 
     /// One column of `rows` numbers, with repeats so that ZSTD finds matches.
