@@ -137,6 +137,9 @@ pub fn parse_text(raw: &[u8]) -> Result<Option<&str>, ValueError> {
 }
 
 fn parse_number(s: &[u8], raw: &[u8]) -> Result<f64, ValueError> {
+    if let Some(value) = short_decimal(s) {
+        return Ok(value);
+    }
     // Only plain decimal notation: rejects thousands separators, locale commas, inf and NaN.
     let plain = s
         .iter()
@@ -147,6 +150,37 @@ fn parse_number(s: &[u8], raw: &[u8]) -> Result<f64, ValueError> {
         .and_then(|t| t.parse::<f64>().ok())
         .filter(|v| v.is_finite());
     value.ok_or_else(|| ValueError::Number(lossy(raw)))
+}
+
+/// `-?d+(.d+)?` with at most 15 digits in all, the form of nearly every report value, without
+/// the general parser: the digits as an integer and the power of ten are both exact doubles, so
+/// one division rounds correctly (Clinger's fast path) and gives the same bits as `str::parse`.
+/// Anything else is `None` and takes the general path.
+fn short_decimal(s: &[u8]) -> Option<f64> {
+    let (negative, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    let (whole, fraction) = match digits.iter().position(|&b| b == b'.') {
+        Some(dot) => (&digits[..dot], &digits[dot + 1..]),
+        None => (digits, &b""[..]),
+    };
+    let has_dot = whole.len() < digits.len();
+    if whole.is_empty() || (has_dot && fraction.is_empty()) || whole.len() + fraction.len() > 15 {
+        return None;
+    }
+    let mut mantissa: u64 = 0;
+    for &b in whole.iter().chain(fraction) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        mantissa = mantissa * 10 + u64::from(b - b'0');
+    }
+    const POWERS: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let value = mantissa as f64 / POWERS[fraction.len()];
+    Some(if negative { -value } else { value })
 }
 
 /// `h+:mm:ss[.f+]`, digits only; hours that overflow are an error, never a wrap.
@@ -234,6 +268,46 @@ fn fast_utc_millis(s: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn short_decimals_parse_to_the_bits_of_str_parse(text in "-?[0-9]{0,17}(\\.[0-9]{0,17})?") {
+            let expected = text.parse::<f64>().ok().filter(|v| v.is_finite());
+            if let Some(fast) = short_decimal(text.as_bytes()) {
+                prop_assert_eq!(Some(fast.to_bits()), expected.map(f64::to_bits), "{}", text);
+            }
+            let general = parse_number(text.as_bytes(), text.as_bytes()).ok();
+            prop_assert_eq!(general.map(f64::to_bits), expected.map(f64::to_bits), "{}", text);
+        }
+    }
+
+    #[test]
+    fn short_decimals_take_the_fast_path_and_others_do_not() {
+        assert_eq!(short_decimal(b"461"), Some(461.0));
+        assert_eq!(short_decimal(b"30.3"), Some(30.3));
+        assert_eq!(
+            short_decimal(b"-0").map(f64::to_bits),
+            Some((-0.0f64).to_bits())
+        );
+        assert_eq!(short_decimal(b"0.1"), Some(0.1));
+        for other in [
+            &b"5."[..],
+            b".5",
+            b"+5",
+            b"1e3",
+            b"1234567890123456",
+            b"1,5",
+            b"-",
+        ] {
+            assert_eq!(
+                short_decimal(other),
+                None,
+                "{:?}",
+                std::str::from_utf8(other)
+            );
+        }
+    }
 
     #[test]
     fn dash_and_blank_mean_no_data() {
