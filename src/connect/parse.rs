@@ -133,9 +133,7 @@ pub fn parse_rows(
         .iter()
         .zip(&layout.metrics)
         .map(|(m, position)| match (m.unit, position) {
-            (Unit::Count, None) => MetricBuilder::Absent(DataType::Int64),
-            (Unit::Seconds | Unit::Percent, None) => MetricBuilder::Absent(DataType::Float64),
-            (Unit::Text, None) => MetricBuilder::Absent(DataType::Utf8),
+            (_, None) => MetricBuilder::Absent(m.unit.data_type()),
             (Unit::Count, Some(_)) => MetricBuilder::Count(Int64Builder::with_capacity(capacity)),
             (Unit::Seconds | Unit::Percent, Some(_)) => {
                 MetricBuilder::Float(Float64Builder::with_capacity(capacity), m.unit)

@@ -74,26 +74,36 @@ pub fn parse_count(raw: &[u8]) -> Result<Option<i64>, ValueError> {
     let Some(s) = present(raw) else {
         return Ok(None);
     };
-    let (negative, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        Some((b'+', rest)) => (false, rest),
-        _ => (false, s),
+    let (sign, int_part, frac) = decimal_parts(s);
+    let frac = frac.unwrap_or_default();
+    let fits = !int_part.is_empty() && int_part.len() <= 18 && frac.iter().all(|&b| b == b'0');
+    // The length is checked first: more than 19 digits would overflow.
+    let value = fits
+        .then(|| digits_value(int_part, b""))
+        .flatten()
+        .ok_or_else(|| ValueError::Count(lossy(raw)))? as i64;
+    Ok(Some(if sign == Some(b'-') { -value } else { value }))
+}
+
+/// `s` split into its sign (`-` or `+`), the digits before a `.`, and those after it (`None`
+/// without a `.`); the digits are not checked.
+fn decimal_parts(s: &[u8]) -> (Option<u8>, &[u8], Option<&[u8]>) {
+    let (sign, digits) = match s.split_first() {
+        Some((&b @ (b'-' | b'+'), rest)) => (Some(b), rest),
+        _ => (None, s),
     };
-    let (int_part, frac) = match digits.iter().position(|&b| b == b'.') {
-        Some(dot) => (&digits[..dot], &digits[dot + 1..]),
-        None => (digits, &b""[..]),
-    };
-    if int_part.is_empty() || !frac.iter().all(|&b| b == b'0') || int_part.len() > 18 {
-        return Err(ValueError::Count(lossy(raw)));
+    match digits.iter().position(|&b| b == b'.') {
+        Some(dot) => (sign, &digits[..dot], Some(&digits[dot + 1..])),
+        None => (sign, digits, None),
     }
-    let mut value: i64 = 0;
-    for &b in int_part {
-        if !b.is_ascii_digit() {
-            return Err(ValueError::Count(lossy(raw)));
-        }
-        value = value * 10 + i64::from(b - b'0');
-    }
-    Ok(Some(if negative { -value } else { value }))
+}
+
+/// The decimal digits of `whole` then `fraction` as one integer; `None` if any is not a digit.
+/// Callers bound the count (at most 19 digits fit).
+fn digits_value(whole: &[u8], fraction: &[u8]) -> Option<u64> {
+    whole.iter().chain(fraction).try_fold(0u64, |value, &b| {
+        b.is_ascii_digit().then(|| value * 10 + u64::from(b - b'0'))
+    })
 }
 
 /// A duration in seconds: `461`, `30.3`, or the UI's `hh:mm:ss`; `-`/blank → null.
@@ -157,30 +167,20 @@ fn parse_number(s: &[u8], raw: &[u8]) -> Result<f64, ValueError> {
 /// one division rounds correctly (Clinger's fast path) and gives the same bits as `str::parse`.
 /// Anything else is `None` and takes the general path.
 fn short_decimal(s: &[u8]) -> Option<f64> {
-    let (negative, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    let (whole, fraction) = match digits.iter().position(|&b| b == b'.') {
-        Some(dot) => (&digits[..dot], &digits[dot + 1..]),
-        None => (digits, &b""[..]),
-    };
-    let has_dot = whole.len() < digits.len();
-    if whole.is_empty() || (has_dot && fraction.is_empty()) || whole.len() + fraction.len() > 15 {
+    let (sign, whole, fraction) = decimal_parts(s);
+    if sign == Some(b'+') || whole.is_empty() || fraction == Some(b"") {
         return None;
     }
-    let mut mantissa: u64 = 0;
-    for &b in whole.iter().chain(fraction) {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        mantissa = mantissa * 10 + u64::from(b - b'0');
+    let fraction = fraction.unwrap_or_default();
+    if whole.len() + fraction.len() > 15 {
+        return None;
     }
+    let mantissa = digits_value(whole, fraction)?;
     const POWERS: [f64; 16] = [
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
     ];
     let value = mantissa as f64 / POWERS[fraction.len()];
-    Some(if negative { -value } else { value })
+    Some(if sign == Some(b'-') { -value } else { value })
 }
 
 /// `h+:mm:ss[.f+]`, digits only; hours that overflow are an error, never a wrap.
@@ -325,7 +325,14 @@ mod tests {
         assert_eq!(parse_count(b"991"), Ok(Some(991)));
         assert_eq!(parse_count(b"0"), Ok(Some(0)));
         assert_eq!(parse_count(b"12.00"), Ok(Some(12)));
-        for bad in [&b"1,234"[..], b"1.5", b"abc", b"12a", b"."] {
+        for bad in [
+            &b"1,234"[..],
+            b"1.5",
+            b"abc",
+            b"12a",
+            b".",
+            b"12345678901234567890123",
+        ] {
             assert!(
                 parse_count(bad).is_err(),
                 "{:?}",
