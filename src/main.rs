@@ -23,7 +23,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
     about = "Batch ETL for Amazon Connect contact centers: interval reports to an Athena-ready Parquet lake.",
     after_help = "Exit codes: 0 ok, 1 failure (nothing committed for the failed unit; or rows lost, see cxlake_reconciliation), 2 bad usage or job file, \
 3 partial (some inputs or records rejected; see _etl/rejects/ in the lake), 4 skipped (another run of the job \
-holds its lock under _etl/locks/).\n\n\
+holds its lock under _etl/locks/), 5 stopped at the Salesforce API budget (nothing lost; finished objects and slices are \
+committed and the next run resumes).\n\n\
 Every job setting can be overridden with CXLAKE_<SECTION>_<KEY>, e.g. CXLAKE_LAKE_URL=s3://bucket/prefix.\n\
 AWS credentials and region come from the standard chain (env, profile/SSO via AWS_PROFILE, ECS task role);\n\
 AWS_ENDPOINT_URL points S3 and Glue at another endpoint.\n\n\
@@ -55,8 +56,9 @@ enum Command {
         /// Print the plan (files → partitions) and write nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Run shard I of N of a backfill (0 ≤ I < N; needs --from/--to): the files of every Nth
-        /// partition day. Shards write disjoint partitions and can run at once (connect-intervals).
+        /// Run shard I of N (0 ≤ I < N). connect-intervals (needs --from/--to): the files of every
+        /// Nth partition day. salesforce-export: every Nth object of the job, from the I-th.
+        /// Shards write disjoint partitions and objects and can run at once.
         /// `array/N` takes I from AWS_BATCH_JOB_ARRAY_INDEX (each child of an AWS Batch array job of size N).
         #[arg(long, value_parser = runner::parse_shard, value_name = "I/N")]
         shard: Option<(u32, u32)>,

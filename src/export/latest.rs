@@ -3,7 +3,7 @@
 //! changed ids in memory.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
@@ -24,10 +24,16 @@ fn batches(
         .build()?)
 }
 
-/// Ids of every record in a changes file.
-pub fn changed_ids(changes: &Path) -> Result<HashSet<String>, ParquetError> {
+/// Ids of every record in the changes files.
+pub fn changed_ids(changes: &[PathBuf]) -> Result<HashSet<String>, ParquetError> {
     let mut ids = HashSet::new();
-    for batch in batches(changes)? {
+    for batch in changes
+        .iter()
+        .map(|c| batches(c))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+    {
         let batch = batch?;
         let column = batch
             .column_by_name("id")
@@ -47,10 +53,14 @@ fn keep(
 }
 
 /// Writes the new latest table into `out`: rows of `previous` whose id is not in `changes`,
-/// then rows of `changes` not flagged deleted. Returns the rows written.
+/// then rows of `changes` (in order) not flagged deleted. Returns the rows written.
+///
+/// The changes of one run are its windows, disjoint on the cursor below the run's fixed upper
+/// bound, so a record is in at most one of them (a deletions file only names records that
+/// are in none).
 pub async fn merge(
     previous: Option<&Path>,
-    changes: &Path,
+    changes: &[PathBuf],
     schema: &SchemaRef,
     out: &mut PartWriter,
 ) -> Result<u64, ParquetError> {
@@ -71,7 +81,13 @@ pub async fn merge(
             out.write(kept).await?;
         }
     }
-    for batch in batches(changes)? {
+    for batch in changes
+        .iter()
+        .map(|c| batches(c))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+    {
         let batch = align(&batch?, schema)?;
         let kept = match batch.column_by_name("is_deleted") {
             Some(flags) => {

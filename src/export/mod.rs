@@ -7,28 +7,40 @@
 //! writes the same keys again (nothing is lost, nothing half-written is visible: each file is
 //! replaced with one PUT or a multipart upload that only appears when complete).
 
+pub mod checkpoint;
+mod deletes;
 pub mod latest;
+pub mod routing;
+pub mod slicing;
+mod stream;
 pub mod writer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::StreamExt;
 
-use crate::job::{ApiChoice, ExportMode, Job, ObjectSpec, SalesforceExport, SalesforceSettings};
-use crate::lake::parquet::{align, ParquetError};
+use crate::job::{
+    ApiChoice, ExportMode, FormulaPolicy, Job, ObjectSpec, SalesforceExport, SalesforceSettings,
+    MAX_BULK_JOBS,
+};
+use crate::lake::parquet::ParquetError;
 use crate::lake::{Access, Location, StoreError};
 use crate::observe::progress::Progress;
 use crate::observe::reconcile::{ObjectCounts, Reconciliation, Refusal};
+use crate::salesforce::budget::ApiBudget;
 use crate::salesforce::credentials::{self, CredentialSource};
 use crate::salesforce::describe::{self, Column, ObjectDescribe, ValueKind};
 use crate::salesforce::{normalize, Client, ClientConfig, SalesforceError};
 use crate::state::{self, StateError, StoredColumn, TableMeta};
 use crate::window::Window;
+use checkpoint::ObjectState;
+use routing::{Route, RouteMemo};
+use slicing::Plan;
+use stream::Sink;
 use writer::PartWriter;
 
 /// Export errors.
@@ -90,6 +102,11 @@ pub enum ExportError {
 }
 
 impl ExportError {
+    /// Whether the run stopped at its API budget (nothing lost; the next run resumes).
+    pub fn is_budget_stop(&self) -> bool {
+        matches!(self, ExportError::Salesforce(e) if e.is_budget_stop())
+    }
+
     /// Whether the object's data was refused (a bad page, a row or value that does not fit, a
     /// count that does not add up) rather than a call failing: the run is partial (exit 3).
     pub fn is_rejection(&self) -> bool {
@@ -99,14 +116,6 @@ impl ExportError {
                 | ExportError::Count { .. }
                 | ExportError::BadPage { .. }
         )
-    }
-}
-
-/// A REST page whose body is not the documented JSON is that page's fault, named as such.
-fn page_error(page: String) -> impl FnOnce(SalesforceError) -> ExportError {
-    move |error| match error {
-        SalesforceError::Protocol(reason) => ExportError::BadPage { page, reason },
-        other => other.into(),
     }
 }
 
@@ -142,10 +151,16 @@ pub struct ObjectReport {
     pub rows: u64,
     /// Of which flagged deleted.
     pub deleted: u64,
-    /// History file written (None when an incremental run found no changes).
-    pub history_key: Option<String>,
-    /// Size of that file.
+    /// How the API was chosen (the routing decision and its reason).
+    pub route: String,
+    /// Cursor windows the run read (after halving).
+    pub slices: usize,
+    /// History files written (none when an incremental run found no changes).
+    pub history_keys: Vec<String>,
+    /// Their size.
     pub history_bytes: u64,
+    /// Records an Id reconciliation found deleted beyond the recycle bin (`None`: none ran).
+    pub reconciled: Option<u64>,
     /// Rows in the latest table after the run.
     pub latest_rows: Option<u64>,
     /// Columns new to the table in this run.
@@ -172,6 +187,9 @@ pub struct ExportReport {
     /// Objects whose data was refused (bad page, row or value), with the reason: nothing of
     /// them was written and their watermark did not move.
     pub rejected: Vec<(String, String)>,
+    /// Objects stopped at the API budget, with the reason: their finished slices are kept and
+    /// the next run resumes them.
+    pub stopped: Vec<(String, String)>,
     /// Salesforce calls: (token, api, retries, relogins).
     pub calls: (u64, u64, u64, u64),
     /// Lake requests: (get, put, list pages).
@@ -245,16 +263,17 @@ fn migration_hint(stored: &str, now: &str) -> &'static str {
     }
 }
 
-/// The SOQL of one export.
-pub fn soql(object: &str, fields: &str, filter: Option<&str>, span: &Span) -> String {
+/// The SOQL of one export: `span` bounds the `cursor` field. No `ORDER BY`: it disables
+/// Bulk API 2.0's own chunking and invites timeouts (reference: salesforce-scale.md §1).
+pub fn soql(object: &str, fields: &str, filter: Option<&str>, span: &Span, cursor: &str) -> String {
     let mut conditions = Vec::new();
     if let Some(from) = span.from {
         let op = if span.from_inclusive { ">=" } else { ">" };
-        conditions.push(format!("SystemModstamp {op} {}", soql_datetime(from)));
+        conditions.push(format!("{cursor} {op} {}", soql_datetime(from)));
     }
     if let Some(to) = span.to {
         let op = if span.to_inclusive { "<=" } else { "<" };
-        conditions.push(format!("SystemModstamp {op} {}", soql_datetime(to)));
+        conditions.push(format!("{cursor} {op} {}", soql_datetime(to)));
     }
     if let Some(filter) = filter {
         conditions.push(format!("({filter})"));
@@ -350,12 +369,6 @@ pub async fn client_for(settings: &SalesforceSettings) -> Result<Client, Salesfo
     )
 }
 
-/// Where an object's records go: its history file, counted on the run's progress.
-struct Sink<'a> {
-    writer: &'a mut PartWriter,
-    progress: &'a Progress,
-}
-
 /// A `salesforce-export` run.
 pub struct ExportJob<'a> {
     job: &'a Job,
@@ -364,17 +377,11 @@ pub struct ExportJob<'a> {
     client: Arc<Client>,
     /// Each object's counts so far, kept when its export fails part-way.
     tally: std::sync::Mutex<BTreeMap<String, ObjectCounts>>,
+    /// Bulk query jobs in flight.
+    bulk_jobs: tokio::sync::Semaphore,
+    /// Shard `I` of `N`: every Nth object of the job, from the I-th.
+    shard: Option<(u32, u32)>,
 }
-
-/// Rows and deletes counted while streaming.
-#[derive(Default)]
-struct Streamed {
-    rows: u64,
-    deleted: u64,
-}
-
-/// Result pages parsed concurrently (each on the rayon pool) while the next one downloads.
-const PARSE_AHEAD: usize = 2;
 
 impl<'a> ExportJob<'a> {
     /// Opens the lake and prepares the client (the login happens on the first call).
@@ -382,6 +389,7 @@ impl<'a> ExportJob<'a> {
         job: &'a Job,
         spec: &'a SalesforceExport,
         dry_run: bool,
+        shard: Option<(u32, u32)>,
     ) -> Result<ExportJob<'a>, ExportError> {
         let access = if dry_run {
             Access::ReadOnly
@@ -389,14 +397,55 @@ impl<'a> ExportJob<'a> {
             Access::Create
         };
         let lake = Location::open(&job.lake.url, job.lake.region.as_deref(), access).await?;
-        let client = Arc::new(client_for(&spec.salesforce).await?);
+        let budget = spec.salesforce.budget;
+        let client = client_for(&spec.salesforce)
+            .await?
+            .with_budget(Arc::new(ApiBudget::new(
+                budget.run_percent,
+                budget.total_percent,
+            )));
         Ok(ExportJob {
             job,
             spec,
             lake,
-            client,
+            client: Arc::new(client),
             tally: Default::default(),
+            bulk_jobs: tokio::sync::Semaphore::new(MAX_BULK_JOBS),
+            shard,
         })
+    }
+
+    /// The objects this run exports: all, or this shard's (object `i` belongs to shard `i % N`,
+    /// so shards are disjoint, together cover the job, and do not depend on the org).
+    pub fn objects(&self) -> Vec<&'a ObjectSpec> {
+        let spec: &'a SalesforceExport = self.spec;
+        spec.export
+            .objects
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                self.shard
+                    .is_none_or(|(index, count)| *i as u32 % count == index)
+            })
+            .map(|(_, o)| o)
+            .collect()
+    }
+
+    /// Reads the org's daily allowance from `/limits` into the budget. Best effort: without the
+    /// "View Setup and Configuration" permission the `Sforce-Limit-Info` headers still count.
+    async fn read_limits(&self) {
+        match self.client.daily_api_requests().await {
+            Ok((used, max)) => {
+                if let Some(budget) = self.client.budget() {
+                    budget.observe(used, max);
+                }
+                tracing::info!(used, max, "daily API allowance (DailyApiRequests)");
+            }
+            Err(e) if e.is_budget_stop() => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read /limits; the budget follows the Sforce-Limit-Info headers")
+            }
+        }
     }
 
     /// The lake.
@@ -427,8 +476,15 @@ impl<'a> ExportJob<'a> {
 
     /// `SELECT COUNT()` with the export's WHERE, for reconciliation. Best effort: a failure is
     /// logged and leaves the count unknown (the export itself reports real errors).
-    async fn count_before(&self, object: &str, filter: Option<&str>, span: &Span, all: bool) {
-        let text = soql(object, "COUNT()", filter, span);
+    async fn count_before(
+        &self,
+        object: &str,
+        filter: Option<&str>,
+        span: &Span,
+        all: bool,
+        cursor: &str,
+    ) {
+        let text = soql(object, "COUNT()", filter, span, cursor);
         match self.client.query(&text, all).await {
             Ok(page) => self.count(object, |c| c.soql_count = Some(page.total_size)),
             Err(e) => {
@@ -437,54 +493,195 @@ impl<'a> ExportJob<'a> {
         }
     }
 
-    /// The SystemModstamp span of one object's query.
-    fn bounds(
-        &self,
-        watermark: Option<DateTime<Utc>>,
-        window: &Window,
-        now: DateTime<Utc>,
-    ) -> Result<Span, ExportError> {
-        match self.spec.export.mode {
-            ExportMode::Snapshot if window.is_open() => Ok(Span::default()),
-            ExportMode::Snapshot => Err(ExportError::Usage(
+    /// Checks the window before touching anything: `--from/--to` select changed records, which
+    /// a snapshot export does not do.
+    fn check_window(&self, window: &Window) -> Result<(), ExportError> {
+        if self.spec.export.mode == ExportMode::Snapshot && !window.is_open() {
+            return Err(ExportError::Usage(
                 "--from/--to select changed records and apply to incremental exports only; a snapshot export reads everything".into(),
-            )),
-            // (watermark, now]: the next run starts where this one ends.
-            ExportMode::Incremental if window.is_open() => Ok(Span {
-                from: watermark,
-                from_inclusive: false,
-                to: Some(now),
-                to_inclusive: true,
-                advance: true,
-            }),
-            // [from day, to day + 1): a re-export that leaves the watermark alone.
-            ExportMode::Incremental => Ok(Span {
-                from: window.start,
-                from_inclusive: true,
-                to: Some(window.end.unwrap_or(now)),
-                to_inclusive: window.end.is_none(),
-                advance: false,
-            }),
+            ));
         }
+        Ok(())
     }
 
-    /// Prints what a run would query (logs in and describes; writes nothing).
+    /// The fields exported: describe's, less formula fields when the job excludes them.
+    fn select(
+        &self,
+        spec: &ObjectSpec,
+        describe: &ObjectDescribe,
+        related: &BTreeMap<String, ObjectDescribe>,
+    ) -> Result<describe::Selection, ExportError> {
+        let mut selection = describe::select(describe, &spec.fields, related)?;
+        if self.spec.export.formulas == FormulaPolicy::Exclude {
+            let formulas: Vec<String> = describe
+                .fields
+                .iter()
+                .filter(|f| f.calculated)
+                .map(|f| f.name.clone())
+                .collect();
+            selection.columns.retain(|c| !formulas.contains(&c.path));
+            for name in formulas {
+                selection.skipped.push((
+                    name,
+                    "formula field (export.formulas = \"exclude\")".to_string(),
+                ));
+            }
+        }
+        Ok(selection)
+    }
+
+    /// The plan of one object's run: a snapshot (or an object without a cursor) is one
+    /// unbounded read; an incremental export reads `(watermark, now]` cut into windows of
+    /// `export.slice_days`, or everything in one unbounded read when it has no watermark or its
+    /// formula refresh is due; a `--from/--to` re-export reads `[from, to)`.
+    async fn new_plan(
+        &self,
+        cursor: Option<&str>,
+        object_state: &ObjectState,
+        window: &Window,
+        now: DateTime<Utc>,
+    ) -> Result<Plan, ExportError> {
+        let width = chrono::Duration::days(self.spec.export.slice_days.into());
+        let whole = |until: DateTime<Utc>| slicing::cut(None, false, until, true, width);
+        let (slices, until, full) = match (self.spec.export.mode, cursor) {
+            (ExportMode::Snapshot, _) | (ExportMode::Incremental, None) => (whole(now), now, true),
+            (ExportMode::Incremental, Some(_)) if window.is_open() => {
+                let refresh_due = match self.spec.export.formulas {
+                    FormulaPolicy::Refresh { days } => object_state
+                        .formulas_refreshed
+                        .is_none_or(|at| now - at >= chrono::Duration::days(days.into())),
+                    _ => false,
+                };
+                match object_state.watermark.filter(|_| !refresh_due) {
+                    Some(watermark) => (
+                        slicing::cut(Some(watermark), false, now, true, width),
+                        now,
+                        false,
+                    ),
+                    // Everything: one unbounded read (Bulk API 2.0 chunks large objects
+                    // itself); bounds are found only if a Bulk job fails on it.
+                    None => (whole(now), now, true),
+                }
+            }
+            (ExportMode::Incremental, Some(_)) => {
+                let until = window.end.unwrap_or(now);
+                (
+                    slicing::cut(window.start, true, until, window.end.is_none(), width),
+                    until,
+                    false,
+                )
+            }
+        };
+        Ok(Plan {
+            until,
+            day: until.with_timezone(&self.job.timezone).date_naive(),
+            full,
+            slices,
+        })
+    }
+
+    /// The oldest cursor value of the object (deleted records included), where an initial
+    /// load's first window starts. One REST call; `None` when the object is empty.
+    async fn first_cursor(
+        &self,
+        spec: &ObjectSpec,
+        cursor: &str,
+    ) -> Result<Option<DateTime<Utc>>, ExportError> {
+        let filter = spec
+            .filter
+            .as_deref()
+            .map(|f| format!(" WHERE ({f})"))
+            .unwrap_or_default();
+        let text = format!(
+            "SELECT {cursor} FROM {}{filter} ORDER BY {cursor} ASC LIMIT 1",
+            spec.name
+        );
+        let page = self.client.query(&text, true).await?;
+        Ok(page
+            .records
+            .first()
+            .and_then(|r| r.get(cursor))
+            .and_then(|v| v.as_str())
+            .and_then(crate::salesforce::rest::parse_datetime)
+            .map(|at| DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)))
+    }
+
+    /// What a run would do, per object: the API and why, the records it would read (`SELECT
+    /// COUNT()`), the calls it expects and the budget left. Logs in and describes; writes nothing.
     pub async fn plan(&self, window: &Window) -> Result<Vec<String>, ExportError> {
-        let state = state::load_job_state(&self.lake, &self.job.name).await?;
+        self.check_window(window)?;
+        self.read_limits().await;
         let now = now_seconds();
         let mut lines = Vec::new();
-        for spec in &self.spec.export.objects {
+        let mut expected_calls = 0u64;
+        for spec in self.objects() {
             let (describe, related) = self.describe(spec).await?;
-            let selection = describe::select(&describe, &spec.fields, &related)?;
-            let span = self.bounds(state.objects.get(&spec.name).copied(), window, now)?;
+            let selection = self.select(spec, &describe, &related)?;
+            let object_state = checkpoint::load(&self.lake, &self.job.name, &spec.name).await?;
+            let route = Route::of(
+                &spec.name,
+                self.spec.salesforce.api,
+                object_state.route.as_ref(),
+            );
+            let cursor = slicing::cursor_field(&describe);
+            let incremental = self.spec.export.mode == ExportMode::Incremental;
+            let plan = match object_state
+                .plan
+                .clone()
+                .filter(|_| incremental && window.is_open())
+            {
+                Some(plan) => plan,
+                None => self.new_plan(cursor, &object_state, window, now).await?,
+            };
+            let pending: Vec<&slicing::Slice> = plan.slices.iter().filter(|s| !s.done).collect();
+            let span = Span {
+                from: pending.first().and_then(|s| s.from),
+                from_inclusive: pending.first().is_some_and(|s| s.from_inclusive),
+                to: Some(plan.until),
+                to_inclusive: pending.last().is_none_or(|s| s.to_inclusive),
+                advance: false,
+            };
+            let cursor_name = cursor.unwrap_or("SystemModstamp");
+            let count = self
+                .client
+                .query(
+                    &soql(
+                        &spec.name,
+                        "COUNT()",
+                        spec.filter.as_deref(),
+                        &span,
+                        cursor_name,
+                    ),
+                    incremental,
+                )
+                .await?
+                .total_size;
+            let bulk = match &route {
+                Route::RestOnly(_) | Route::AsConfigured(ApiChoice::Rest) => false,
+                Route::AsConfigured(ApiChoice::Bulk) => true,
+                Route::AsConfigured(ApiChoice::Auto) => {
+                    count >= self.spec.salesforce.bulk_threshold
+                }
+            };
+            let windows = pending.len().max(1) as u64;
+            // Bulk: create, about two polls, one call per results page, delete; REST: one call
+            // per 2,000 records (fewer per page with long text areas).
+            let calls = if bulk {
+                windows * 4 + count.div_ceil(self.spec.salesforce.page_size)
+            } else {
+                windows + count.div_ceil(2000)
+            } + u64::from(self.spec.salesforce.api == ApiChoice::Auto && bulk)
+                * windows;
+            expected_calls += calls;
             let text = soql(
                 &spec.name,
                 &selection.soql_fields(),
                 spec.filter.as_deref(),
                 &span,
+                cursor_name,
             );
             lines.push(format!(
-                "{} -> {} ({} columns{}): {text}",
+                "{} -> {} ({} columns{}): {} via {} [{}], {count} records in {} window{}{}, about {calls} API calls: {text}",
                 spec.name,
                 table_name(&spec.name),
                 selection.columns.len(),
@@ -500,9 +697,28 @@ impl<'a> ExportJob<'a> {
                             .collect::<Vec<_>>()
                             .join(", ")
                     )
-                }
+                },
+                if bulk { "Bulk API 2.0" } else { "REST" },
+                if bulk { "bulk" } else { "rest" },
+                route.describe(),
+                windows,
+                if windows == 1 { "" } else { "s" },
+                if plan.slices.iter().any(|s| s.done) {
+                    format!(" (resuming: {} of {} windows done)", plan.slices.len() - pending.len(), plan.slices.len())
+                } else {
+                    String::new()
+                },
             ));
         }
+        let budget = self.client.budget().expect("export clients have a budget");
+        let made = self.client.counts().snapshot().1;
+        lines.push(match (budget.remaining(made), budget.usage()) {
+            (Some(left), (used, max)) => format!(
+                "API budget: about {expected_calls} calls planned; {left} left for this run (org used {used} of {max} daily requests; salesforce.budget_run_percent = {}, budget_total_percent = {})",
+                self.spec.salesforce.budget.run_percent, self.spec.salesforce.budget.total_percent
+            ),
+            (None, _) => format!("API budget: about {expected_calls} calls planned; the org's allowance is unknown (/limits not readable)"),
+        });
         Ok(lines)
     }
 
@@ -512,7 +728,7 @@ impl<'a> ExportJob<'a> {
         let mut out = Vec::new();
         for spec in &self.spec.export.objects {
             let (describe, related) = self.describe(spec).await?;
-            let selection = describe::select(&describe, &spec.fields, &related)?;
+            let selection = self.select(spec, &describe, &related)?;
             let table = table_name(&spec.name);
             let meta: TableMeta = state::load_table_meta(&self.lake, &table).await?;
             let (columns, _) = table_columns(&table, &meta.columns, &selection.columns)?;
@@ -534,7 +750,9 @@ impl<'a> ExportJob<'a> {
         Ok((describe, related))
     }
 
-    /// Exports every object; one object's failure does not stop the others.
+    /// Exports every object of the run, `export.concurrency` at a time; one object's failure
+    /// does not stop the others. Objects finish in any order but are reported in the job's, and
+    /// each writes only its own keys and state, so the lake is the same at any concurrency.
     pub async fn run(
         &self,
         window: &Window,
@@ -543,14 +761,23 @@ impl<'a> ExportJob<'a> {
         let started = Instant::now();
         let mut report = ExportReport::default();
         let now = now_seconds();
-        // Check the window before touching anything.
-        self.bounds(None, window, now)?;
-        for spec in &self.spec.export.objects {
-            let outcome = self.export_object(spec, window, now, progress).await;
+        self.check_window(window)?;
+        self.read_limits().await;
+        let outcomes: Vec<_> = futures::stream::iter(self.objects())
+            .map(|spec| async move {
+                let outcome = self.export_object(spec, window, now, progress).await;
+                (spec, outcome)
+            })
+            .buffered(self.spec.export.concurrency)
+            .collect()
+            .await;
+        for (spec, outcome) in outcomes {
             let mut counts = self.take_counts(&spec.name);
             if let Err(e) = &outcome {
                 let reason = crate::observe::cause_chain(e);
-                counts.refused = Some(if e.is_rejection() {
+                counts.refused = Some(if e.is_budget_stop() {
+                    Refusal::Stopped(reason)
+                } else if e.is_rejection() {
                     Refusal::Rejected(reason)
                 } else {
                     Refusal::Failed(reason)
@@ -564,15 +791,23 @@ impl<'a> ExportJob<'a> {
                         object = %r.object,
                         table = %r.table,
                         api = r.api.name(),
+                        route = %r.route,
+                        slices = r.slices,
                         rows = r.rows,
                         deleted = r.deleted,
                         latest_rows = r.latest_rows,
                         added_columns = ?r.added_columns,
-                        history = r.history_key.as_deref().unwrap_or("-"),
+                        history = ?r.history_keys,
                         seconds = r.seconds,
                         "object exported"
                     );
                     report.objects.push(r);
+                }
+                Err(e) if e.is_budget_stop() => {
+                    tracing::warn!(job = %self.job.name, object = %spec.name, error = %e, "object stopped at the API budget: finished windows are kept, the next run resumes it");
+                    report
+                        .stopped
+                        .push((spec.name.clone(), crate::observe::cause_chain(&e)));
                 }
                 Err(e) if e.is_rejection() => {
                     tracing::warn!(job = %self.job.name, object = %spec.name, error = %e, "object rejected: nothing written, its watermark did not move");
@@ -595,6 +830,14 @@ impl<'a> ExportJob<'a> {
         Ok(report)
     }
 
+    async fn save_state(
+        &self,
+        object: &str,
+        object_state: &ObjectState,
+    ) -> Result<(), ExportError> {
+        Ok(checkpoint::save(&self.lake, &self.job.name, object, object_state).await?)
+    }
+
     async fn export_object(
         &self,
         spec: &ObjectSpec,
@@ -605,81 +848,239 @@ impl<'a> ExportJob<'a> {
         let started = Instant::now();
         let table = table_name(&spec.name);
         let (describe, related) = self.describe(spec).await?;
-        let selection = describe::select(&describe, &spec.fields, &related)?;
+        let selection = self.select(spec, &describe, &related)?;
         for (field, reason) in &selection.skipped {
             tracing::info!(object = %spec.name, field = %field, reason = %reason, "field not exported");
         }
         let mut meta: TableMeta = state::load_table_meta(&self.lake, &table).await?;
         let (table_columns, added) = table_columns(&table, &meta.columns, &selection.columns)?;
         let table_schema = normalize::schema(&table_columns);
-        let job_state = state::load_job_state(&self.lake, &self.job.name).await?;
-        let span = self.bounds(job_state.objects.get(&spec.name).copied(), window, now)?;
-        let (since, until) = (span.from, span.to);
         let incremental = self.spec.export.mode == ExportMode::Incremental;
-        let text = soql(
+        let cursor = slicing::cursor_field(&describe);
+        let cursor_name = cursor.unwrap_or("SystemModstamp");
+        let mut object_state = checkpoint::load(&self.lake, &self.job.name, &spec.name).await?;
+        // Only a scheduled incremental run checkpoints its plan and moves the watermark.
+        let persist = incremental && window.is_open() && cursor.is_some();
+        let mut route = Route::of(
             &spec.name,
-            &selection.soql_fields(),
-            spec.filter.as_deref(),
-            &span,
+            self.spec.salesforce.api,
+            object_state.route.as_ref(),
         );
-        tracing::debug!(object = %spec.name, soql = %text, "query");
-        self.count_before(&spec.name, spec.filter.as_deref(), &span, incremental)
-            .await;
+        let watermark_before = object_state.watermark;
+        let mut plan = match object_state.plan.clone().filter(|_| persist) {
+            Some(plan) => {
+                tracing::info!(object = %spec.name, done = plan.slices.iter().filter(|s| s.done).count(), windows = plan.slices.len(), until = %plan.until, "resuming the unfinished run of this object");
+                plan
+            }
+            None => {
+                let plan = self.new_plan(cursor, &object_state, window, now).await?;
+                if persist {
+                    object_state.plan = Some(plan.clone());
+                    self.save_state(&spec.name, &object_state).await?;
+                }
+                plan
+            }
+        };
+        let pending_from = plan.slices.iter().find(|s| !s.done);
+        let overall = Span {
+            from: pending_from.and_then(|s| s.from),
+            from_inclusive: pending_from.is_some_and(|s| s.from_inclusive),
+            to: Some(plan.until),
+            to_inclusive: plan.slices.last().is_none_or(|s| s.to_inclusive),
+            advance: false,
+        };
+        let (since, until) = (overall.from, overall.to.filter(|_| incremental));
+        self.count_before(
+            &spec.name,
+            spec.filter.as_deref(),
+            &overall,
+            incremental,
+            cursor_name,
+        )
+        .await;
 
-        let mut history = PartWriter::start(table_schema.clone())?;
         let columns = Arc::new(selection.columns.clone());
-        let (api, streamed) = self
-            .stream(
+        let fields = selection.soql_fields();
+        let floor = chrono::Duration::minutes(self.spec.export.slice_floor_minutes.into());
+        // History files of this run, kept on disk for the latest merge.
+        let mut written: BTreeMap<String, PartWriter> = BTreeMap::new();
+        let (mut deleted, mut rest_total) = (0u64, 0u64);
+        let mut api = Api::Rest;
+        while let Some(index) = plan.next_pending() {
+            let slice = plan.slices[index].clone();
+            let text = soql(
                 &spec.name,
-                &text,
-                incremental,
-                &columns,
-                &table_schema,
-                &mut Sink {
-                    writer: &mut history,
-                    progress,
-                },
-            )
-            .await?;
-        let (rows, history_file) = history.finish().await?;
-        debug_assert_eq!(rows, streamed.rows);
+                &fields,
+                spec.filter.as_deref(),
+                &slice.span(),
+                cursor_name,
+            );
+            tracing::debug!(object = %spec.name, soql = %text, "query");
+            let mut history = PartWriter::start(table_schema.clone())?;
+            let outcome = self
+                .stream(
+                    &spec.name,
+                    &text,
+                    incremental,
+                    &route,
+                    slice.rest,
+                    &columns,
+                    &table_schema,
+                    &mut Sink {
+                        writer: &mut history,
+                        progress,
+                    },
+                )
+                .await;
+            let (slice_api, streamed) = match outcome {
+                Ok(done) => done,
+                Err(ExportError::Salesforce(e)) if routing::bulk_refusal(&e).is_some() => {
+                    let reason = routing::bulk_refusal(&e).expect("just matched");
+                    tracing::warn!(object = %spec.name, reason = %reason, "Bulk API refuses this object: reading it over REST from now on");
+                    route = Route::RestOnly(reason.clone());
+                    object_state.route = Some(RouteMemo {
+                        api: "rest".into(),
+                        reason,
+                        decided: now,
+                    });
+                    self.save_state(&spec.name, &object_state).await?;
+                    continue;
+                }
+                Err(ExportError::Salesforce(SalesforceError::JobFailed { message, .. })) => {
+                    let first = match (slice.from, cursor) {
+                        (None, Some(cursor)) if incremental => {
+                            self.first_cursor(spec, cursor).await?
+                        }
+                        _ => None,
+                    };
+                    if let Some(first) = first {
+                        tracing::warn!(object = %spec.name, error = %message, "Bulk job failed on the whole object: cutting it into windows from its first record");
+                        let width = chrono::Duration::days(self.spec.export.slice_days.into());
+                        let windows =
+                            slicing::cut(Some(first), true, plan.until, slice.to_inclusive, width);
+                        plan.slices.splice(index..=index, windows);
+                    } else if plan.split(index, floor) {
+                        tracing::warn!(object = %spec.name, error = %message, from = ?slice.from, to = ?slice.to, "Bulk job failed: halving its window");
+                    } else {
+                        tracing::warn!(object = %spec.name, error = %message, from = ?slice.from, to = ?slice.to, "Bulk job failed on a window too narrow to halve: reading it over REST");
+                        plan.slices[index].rest = true;
+                    }
+                    if persist {
+                        object_state.plan = Some(plan.clone());
+                        self.save_state(&spec.name, &object_state).await?;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let (rows, file) = history.finish().await?;
+            debug_assert_eq!(rows, streamed.rows);
+            if rows > 0 || !incremental {
+                let part = if incremental {
+                    slice.part_name()
+                } else {
+                    "part-00000".to_string()
+                };
+                let key = history_key(&table, plan.day, &part);
+                self.lake.put_file(&key, &file).await?;
+                written.insert(key, history);
+            }
+            api = slice_api;
+            deleted += streamed.deleted;
+            rest_total += streamed.rest_total;
+            let done = &mut plan.slices[index];
+            done.done = true;
+            done.rows = rows;
+            done.api = Some(slice_api.name().to_string());
+            if persist {
+                object_state.plan = Some(plan.clone());
+                self.save_state(&spec.name, &object_state).await?;
+            }
+        }
+        let any_bulk = plan.slices.iter().any(|s| s.api.as_deref() == Some("bulk"));
+        let rows = plan.rows();
         self.count(&spec.name, |c| {
             c.api = Some(api.name().to_string());
-            c.deleted = streamed.deleted;
+            c.deleted = deleted;
+            // Bulk's numberRecordsProcessed, with REST's totalSize for windows REST read.
+            c.processed = c.processed.filter(|_| any_bulk).map(|p| p + rest_total);
         });
 
-        let day = until
-            .unwrap_or(now)
-            .with_timezone(&self.job.timezone)
-            .date_naive();
-        let part = match (self.spec.export.mode, since) {
-            (ExportMode::Snapshot, _) => "part-00000".to_string(),
-            (ExportMode::Incremental, None) => "part-initial".to_string(),
-            (ExportMode::Incremental, Some(s)) => format!("part-{}", s.format("%Y%m%dT%H%M%S%3fZ")),
+        // Deletions the recycle bin no longer shows (only scheduled runs move the watermark).
+        let tombstones = match watermark_before.filter(|_| persist && !plan.full) {
+            Some(watermark) => {
+                self.deletions(spec, &route, &table, watermark, plan.until)
+                    .await?
+            }
+            None => deletes::Deletions::default(),
         };
-        let write_history = rows > 0 || !incremental;
-        let history_key = write_history.then(|| history_key(&table, day, &part));
-        let mut history_bytes = 0;
-        let mut rows_written = 0;
-        if let Some(key) = &history_key {
-            rows_written = file_rows(&history_file)?;
-            self.lake.put_file(key, &history_file).await?;
-            history_bytes = std::fs::metadata(&history_file).map_or(0, |m| m.len());
+        let reconciled = tombstones.reconciled;
+        if !tombstones.ids.is_empty() {
+            let key = history_key(
+                &table,
+                plan.day,
+                &format!("part-deletes-{}", plan.until.format("%Y%m%dT%H%M%SZ")),
+            );
+            let mut file = PartWriter::start(table_schema.clone())?;
+            file.write(deletes::tombstone_batch(&table_schema, &tombstones.ids)?)
+                .await?;
+            let (_, path) = file.finish().await?;
+            self.lake.put_file(&key, &path).await?;
+            written.insert(key, file);
         }
 
-        let latest_rows = if !write_history {
+        // Every history file of the plan, in key order (slices of one day sort by their lower
+        // bound; the deletions file last), read back from the lake when an earlier run wrote it.
+        let mut keys: Vec<String> = plan
+            .slices
+            .iter()
+            .filter(|s| s.rows > 0 || !incremental)
+            .map(|s| {
+                let part = if incremental {
+                    s.part_name()
+                } else {
+                    "part-00000".to_string()
+                };
+                history_key(&table, plan.day, &part)
+            })
+            .collect();
+        keys.extend(
+            written
+                .keys()
+                .filter(|k| k.contains("/part-deletes-"))
+                .cloned(),
+        );
+        let scratch = tempfile::Builder::new()
+            .prefix("cxlake-history-")
+            .tempdir()
+            .map_err(|e| ParquetError::Spill("temporary folder".into(), e))?;
+        let mut change_files = Vec::new();
+        let mut history_bytes = 0;
+        let mut rows_written = 0;
+        for (n, key) in keys.iter().enumerate() {
+            let path = match written.get_mut(key) {
+                Some(writer) => writer.path().to_path_buf(),
+                None => {
+                    let path = scratch.path().join(format!("{n}.parquet"));
+                    self.lake.get_to_file(key, &path).await?;
+                    path
+                }
+            };
+            history_bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+            if !key.contains("/part-deletes-") {
+                rows_written += file_rows(&path)?;
+            }
+            change_files.push(path);
+        }
+
+        let latest_rows = if change_files.is_empty() {
             None
         } else if !incremental {
-            self.lake
-                .copy(
-                    history_key.as_deref().expect("written"),
-                    &latest_key(&table),
-                )
-                .await?;
+            self.lake.copy(&keys[0], &latest_key(&table)).await?;
             Some(rows)
         } else {
             Some(
-                self.rewrite_latest(&table, &history_file, &table_schema)
+                self.rewrite_latest(&table, &change_files, &table_schema)
                     .await?,
             )
         };
@@ -693,37 +1094,39 @@ impl<'a> ExportJob<'a> {
             })
             .collect();
         state::save_table_meta(&self.lake, &table, &meta).await?;
-        let snapshot_dates: Vec<String> = history_key
-            .iter()
-            .map(|_| day.format("%Y-%m-%d").to_string())
+        let snapshot_dates: Vec<String> = (!keys.is_empty())
+            .then(|| plan.day.format("%Y-%m-%d").to_string())
+            .into_iter()
             .collect();
         self.sync_catalog(&table, &table_schema, &snapshot_dates)
             .await?;
-        if span.advance {
-            // Re-read: another object of this run may have moved its own watermark.
-            let mut job_state = state::load_job_state(&self.lake, &self.job.name).await?;
-            job_state.objects.insert(
-                spec.name.clone(),
-                until.expect("incremental runs have an upper bound"),
-            );
-            state::save_job_state(&self.lake, &self.job.name, &job_state).await?;
+        if persist {
+            object_state.watermark = Some(plan.until);
+            if plan.full {
+                object_state.formulas_refreshed = Some(plan.until);
+            }
+            object_state.plan = None;
+            self.save_state(&spec.name, &object_state).await?;
         }
         self.count(&spec.name, |c| {
             c.written = rows_written;
-            c.partition = history_key
-                .as_ref()
-                .map(|_| format!("snapshot_date={}", day.format("%Y-%m-%d")));
+            c.partition = (!keys.is_empty())
+                .then(|| format!("snapshot_date={}", plan.day.format("%Y-%m-%d")));
+            c.route = Some(route.describe());
         });
         Ok(ObjectReport {
             object: spec.name.clone(),
             table,
             api,
+            route: route.describe(),
+            slices: plan.slices.len(),
             rows,
-            deleted: streamed.deleted,
-            history_key,
+            deleted,
+            history_keys: keys,
             history_bytes,
             rows_written,
             latest_rows,
+            reconciled,
             added_columns: added,
             skipped_fields: selection.skipped,
             since,
@@ -735,7 +1138,7 @@ impl<'a> ExportJob<'a> {
     async fn rewrite_latest(
         &self,
         table: &str,
-        changes: &std::path::Path,
+        changes: &[std::path::PathBuf],
         schema: &SchemaRef,
     ) -> Result<u64, ExportError> {
         let dir = tempfile::Builder::new()
@@ -802,226 +1205,6 @@ impl<'a> ExportJob<'a> {
         }
         Ok(())
     }
-
-    /// Streams the query's records into `out`, choosing REST or Bulk per the job's setting.
-    async fn stream(
-        &self,
-        object: &str,
-        soql: &str,
-        all: bool,
-        columns: &Arc<Vec<Column>>,
-        schema: &SchemaRef,
-        out: &mut Sink<'_>,
-    ) -> Result<(Api, Streamed), ExportError> {
-        let settings = &self.spec.salesforce;
-        match settings.api {
-            ApiChoice::Bulk => Ok((
-                Api::Bulk,
-                self.stream_bulk(object, soql, all, columns, schema, out)
-                    .await?,
-            )),
-            ApiChoice::Rest => {
-                let first = self
-                    .client
-                    .query(soql, all)
-                    .await
-                    .map_err(page_error(format!("{object} REST page 1")))?;
-                Ok((
-                    Api::Rest,
-                    self.stream_rest(object, first, columns, schema, out)
-                        .await?,
-                ))
-            }
-            ApiChoice::Auto => {
-                // The first REST page says how many records match (AppFlow's automatic rule).
-                let first = self
-                    .client
-                    .query(soql, all)
-                    .await
-                    .map_err(page_error(format!("{object} REST page 1")))?;
-                if first.total_size >= settings.bulk_threshold {
-                    tracing::info!(
-                        object,
-                        records = first.total_size,
-                        threshold = settings.bulk_threshold,
-                        "large result: using Bulk API 2.0"
-                    );
-                    Ok((
-                        Api::Bulk,
-                        self.stream_bulk(object, soql, all, columns, schema, out)
-                            .await?,
-                    ))
-                } else {
-                    Ok((
-                        Api::Rest,
-                        self.stream_rest(object, first, columns, schema, out)
-                            .await?,
-                    ))
-                }
-            }
-        }
-    }
-
-    async fn stream_rest(
-        &self,
-        object: &str,
-        first: crate::salesforce::rest::QueryPage,
-        columns: &Arc<Vec<Column>>,
-        schema: &SchemaRef,
-        out: &mut Sink<'_>,
-    ) -> Result<Streamed, ExportError> {
-        let total = first.total_size;
-        out.progress.restart(total, object);
-        self.count(object, |c| {
-            c.api = Some(Api::Rest.name().to_string());
-            c.announced = Some(total);
-            c.processed = None;
-        });
-        let mut streamed = Streamed::default();
-        let mut page = first;
-        let mut number = 1u64;
-        loop {
-            let next = if page.done {
-                None
-            } else {
-                page.next_records_url.clone()
-            };
-            let records = std::mem::take(&mut page.records);
-            let cols = Arc::clone(columns);
-            let name = format!("{object} REST page {number}");
-            let batch = crate::exec::cpu(move || normalize::rest_records(&cols, &records, &name))
-                .await
-                .map_err(SalesforceError::from)?;
-            self.count(object, |c| c.received += batch.num_rows() as u64);
-            self.push(batch, schema, &mut streamed, out).await?;
-            match next {
-                Some(url) => {
-                    number += 1;
-                    page = self
-                        .client
-                        .query_more(&url)
-                        .await
-                        .map_err(page_error(format!("{object} REST page {number}")))?;
-                }
-                None => break,
-            }
-        }
-        if streamed.rows != total {
-            return Err(ExportError::Count {
-                object: object.to_string(),
-                what: "REST query totalSize".into(),
-                expected: total,
-                got: streamed.rows,
-            });
-        }
-        Ok(streamed)
-    }
-
-    async fn stream_bulk(
-        &self,
-        object: &str,
-        soql: &str,
-        all: bool,
-        columns: &Arc<Vec<Column>>,
-        schema: &SchemaRef,
-        out: &mut Sink<'_>,
-    ) -> Result<Streamed, ExportError> {
-        let client = &self.client;
-        let job = client.create_query_job(soql, all).await?;
-        let info = client
-            .wait_for_query_job(&job.id, object, Duration::from_millis(50))
-            .await?;
-        let delimiter = info.delimiter();
-        out.progress
-            .restart(info.number_records_processed.unwrap_or(0), object);
-        self.count(object, |c| {
-            // An automatic choice counted REST's first page; these are the Bulk job's figures.
-            c.api = Some(Api::Bulk.name().to_string());
-            c.announced = Some(0);
-            c.processed = info.number_records_processed;
-            c.received = 0;
-        });
-        let mut streamed = Streamed::default();
-        let mut parsing = FuturesOrdered::new();
-        let mut locator: Option<String> = None;
-        let mut number = 0u64;
-        let page_size = self.spec.salesforce.page_size;
-        loop {
-            number += 1;
-            let pending = client
-                .query_results(&job.id, locator.as_deref(), page_size)
-                .await?;
-            let expected = pending.records;
-            let next = pending.next.clone();
-            let body = pending.body().await?;
-            let cols = Arc::clone(columns);
-            let name = format!("{object} Bulk job {} page {number}", job.id);
-            parsing.push_back(crate::exec::cpu(move || {
-                let batch = normalize::bulk_page(&cols, &body, delimiter, &name);
-                (name, expected, batch)
-            }));
-            while parsing.len() >= PARSE_AHEAD || (next.is_none() && !parsing.is_empty()) {
-                let (name, expected, batch) = parsing.next().await.expect("not empty");
-                // A page without the header leaves the sum unknown.
-                self.count(object, |c| {
-                    c.announced = c.announced.zip(expected).map(|(a, e)| a + e)
-                });
-                let batch = batch.map_err(SalesforceError::from)?;
-                self.count(object, |c| c.received += batch.num_rows() as u64);
-                if let Some(expected) = expected {
-                    if expected != batch.num_rows() as u64 {
-                        return Err(ExportError::Count {
-                            object: object.to_string(),
-                            what: format!("{name} (Sforce-NumberOfRecords)"),
-                            expected,
-                            got: batch.num_rows() as u64,
-                        });
-                    }
-                }
-                self.push(batch, schema, &mut streamed, out).await?;
-            }
-            match next {
-                Some(l) => locator = Some(l),
-                None => break,
-            }
-        }
-        if let Some(total) = info.number_records_processed {
-            if total != streamed.rows {
-                return Err(ExportError::Count {
-                    object: object.to_string(),
-                    what: format!("Bulk job {} numberRecordsProcessed", job.id),
-                    expected: total,
-                    got: streamed.rows,
-                });
-            }
-        }
-        if let Err(e) = client.delete_query_job(&job.id).await {
-            tracing::warn!(job_id = %job.id, error = %e, "could not delete the finished Bulk job (its results expire after 7 days)");
-        }
-        Ok(streamed)
-    }
-
-    async fn push(
-        &self,
-        batch: RecordBatch,
-        schema: &SchemaRef,
-        streamed: &mut Streamed,
-        out: &mut Sink<'_>,
-    ) -> Result<(), ExportError> {
-        let batch = align(&batch, schema)?;
-        streamed.rows += batch.num_rows() as u64;
-        out.progress.inc(batch.num_rows() as u64);
-        if let Some(flags) = batch.column_by_name("is_deleted") {
-            let flags = flags.as_boolean();
-            streamed.deleted += (0..flags.len())
-                .filter(|&i| flags.is_valid(i) && flags.value(i))
-                .count() as u64;
-        }
-        if batch.num_rows() > 0 {
-            out.writer.write(batch).await?;
-        }
-        Ok(())
-    }
 }
 
 /// Rows of a Parquet file on disk, from its footer.
@@ -1061,11 +1244,11 @@ mod tests {
             ..Span::default()
         };
         assert_eq!(
-            soql("Case", "Id, Subject", Some("Origin = 'Phone'"), &span),
+            soql("Case", "Id, Subject", Some("Origin = 'Phone'"), &span, "SystemModstamp"),
             "SELECT Id, Subject FROM Case WHERE SystemModstamp > 2024-03-10T07:30:00Z AND SystemModstamp <= 2024-03-11T00:00:00Z AND (Origin = 'Phone')"
         );
         assert_eq!(
-            soql("Account", "Id", None, &Span::default()),
+            soql("Account", "Id", None, &Span::default(), "CreatedDate"),
             "SELECT Id FROM Account"
         );
     }

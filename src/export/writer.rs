@@ -99,6 +99,11 @@ impl PartWriter {
             .expect("join task completes")
     }
 
+    /// The local file (complete once [`PartWriter::finish`] returned; valid while `self` lives).
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Finishes the file; returns its row count and the local path (valid while `self` lives).
     pub async fn finish(&mut self) -> Result<(u64, PathBuf), ParquetError> {
         let rows = self.join().await?;

@@ -8,10 +8,11 @@ mod model;
 mod settings;
 
 pub use model::{
-    ApiChoice, CatalogSettings, ConnectSource, ExportMode, ExportSettings, Grain, Job, JobKind,
-    KeyStyle, LakeSettings, ObjectSpec, PushbackSpec, ReportKind, RollupSpec, SalesforceExport,
-    SalesforcePushback, SalesforceSettings, DEFAULT_API_VERSION, DEFAULT_BULK_THRESHOLD,
-    DEFAULT_LOOKBACK_DAYS, DEFAULT_PAGE_SIZE, DEFAULT_PROJECTION_START,
+    ApiChoice, Budget, CatalogSettings, ConnectSource, ExportMode, ExportSettings, FormulaPolicy,
+    Grain, Job, JobKind, KeyStyle, LakeSettings, ObjectSpec, PushbackSpec, ReportKind, RollupSpec,
+    SalesforceExport, SalesforcePushback, SalesforceSettings, DEFAULT_API_VERSION,
+    DEFAULT_BULK_THRESHOLD, DEFAULT_LOOKBACK_DAYS, DEFAULT_PAGE_SIZE, DEFAULT_PROJECTION_START,
+    MAX_BULK_JOBS,
 };
 
 use std::collections::BTreeMap;

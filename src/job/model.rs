@@ -138,6 +138,39 @@ pub struct SalesforceSettings {
     /// Ask for gzip-compressed responses (`Accept-Encoding: gzip`, as Salesforce recommends for
     /// Bulk results); off only makes sense on a local link, e.g. against the emulator.
     pub compression: bool,
+    /// How much of the org's shared daily API allowance a run may spend.
+    pub budget: Budget,
+}
+
+/// The share of the org's rolling 24-hour API allowance (`DailyApiRequests`) a run may use:
+/// the run stops cleanly (exit 5) when either is reached and resumes on the next run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// Percent of the allowance this run's own calls may use.
+    pub run_percent: u32,
+    /// Percent of the allowance in use (by every integration of the org) at which the run stops.
+    pub total_percent: u32,
+}
+
+/// A run's own calls: at most 10 % of the daily allowance (the allowance is shared by every
+/// integration of the org; tap-salesforce allows 25 %).
+pub const DEFAULT_BUDGET_RUN_PERCENT: u32 = 10;
+/// Stop when the org has used 80 % of its allowance (tap-salesforce's default).
+pub const DEFAULT_BUDGET_TOTAL_PERCENT: u32 = 80;
+
+/// What happens to formula (`calculated`) fields, whose values can change without moving
+/// `SystemModstamp` (so an incremental export does not see the change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormulaPolicy {
+    /// Exported like any field; values can be stale in `_latest` until the record changes.
+    Include,
+    /// Not exported (Fivetran's default).
+    Exclude,
+    /// Exported, and every `days` days the whole object is read again so `_latest` is current.
+    Refresh {
+        /// Days between full re-reads.
+        days: u32,
+    },
 }
 
 /// Which query API an export uses.
@@ -167,7 +200,29 @@ pub struct ExportSettings {
     pub mode: ExportMode,
     /// Objects in run order.
     pub objects: Vec<ObjectSpec>,
+    /// Objects exported at once (at most [`MAX_BULK_JOBS`] Bulk jobs are in flight whatever this is).
+    pub concurrency: usize,
+    /// Width of the cursor windows an incremental export is cut into, in days.
+    pub slice_days: u32,
+    /// A window that fails in Bulk is halved until it is narrower than this many minutes; then
+    /// it is read over REST.
+    pub slice_floor_minutes: u32,
+    /// Formula fields.
+    pub formulas: FormulaPolicy,
 }
+
+/// Bulk query jobs in flight at once, whatever `export.concurrency` is (Airbyte's limit).
+pub const MAX_BULK_JOBS: usize = 5;
+/// Objects at once by default.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Most objects at once.
+pub const MAX_CONCURRENCY: usize = 16;
+/// Cursor windows of 30 days (Airbyte's `stream_slice_step` default).
+pub const DEFAULT_SLICE_DAYS: u32 = 30;
+/// Windows narrower than an hour are read over REST when Bulk fails on them.
+pub const DEFAULT_SLICE_FLOOR_MINUTES: u32 = 60;
+/// Formula refresh every 7 days unless `export.formula_refresh_days` says otherwise.
+pub const DEFAULT_FORMULA_REFRESH_DAYS: u32 = 7;
 
 /// One exported object.
 #[derive(Debug, Clone)]
@@ -407,6 +462,8 @@ struct RawSalesforce {
     page_size: Option<i64>,
     ca_file: Option<String>,
     compression: Option<bool>,
+    budget_run_percent: Option<i64>,
+    budget_total_percent: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -417,6 +474,29 @@ struct RawExport {
     fields: std::collections::BTreeMap<String, Vec<String>>,
     #[serde(default)]
     filter: std::collections::BTreeMap<String, String>,
+    concurrency: Option<i64>,
+    slice_days: Option<i64>,
+    slice_floor_minutes: Option<i64>,
+    formulas: Option<String>,
+    formula_refresh_days: Option<i64>,
+}
+
+/// A whole number setting within `min..=max` (`section.key` names it in the problem).
+fn bounded(
+    value: Option<i64>,
+    key: &str,
+    default: i64,
+    (min, max): (i64, i64),
+    problems: &mut Vec<String>,
+) -> Option<i64> {
+    match value {
+        None => Some(default),
+        Some(v) if (min..=max).contains(&v) => Some(v),
+        Some(v) => {
+            problems.push(format!("{key}: expected {min} to {max}, got {v}"));
+            None
+        }
+    }
 }
 
 /// Default API version (Spring '26); older versions hide newer fields.
@@ -788,6 +868,20 @@ impl RawSalesforce {
             problems,
         );
         let page_size = positive(self.page_size, "page_size", DEFAULT_PAGE_SIZE, problems);
+        let run_percent = bounded(
+            self.budget_run_percent,
+            "salesforce.budget_run_percent",
+            DEFAULT_BUDGET_RUN_PERCENT.into(),
+            (1, 100),
+            problems,
+        );
+        let total_percent = bounded(
+            self.budget_total_percent,
+            "salesforce.budget_total_percent",
+            DEFAULT_BUDGET_TOTAL_PERCENT.into(),
+            (1, 100),
+            problems,
+        );
         Some(SalesforceSettings {
             login_url: login_url.trim_end_matches('/').to_string(),
             auth: auth?,
@@ -799,6 +893,10 @@ impl RawSalesforce {
             page_size: page_size?,
             ca_file: self.ca_file.clone(),
             compression: self.compression.unwrap_or(true),
+            budget: Budget {
+                run_percent: run_percent? as u32,
+                total_percent: total_percent? as u32,
+            },
         })
     }
 }
@@ -865,9 +963,65 @@ impl RawExport {
                 filter: self.filter.get(name).cloned(),
             })
             .collect();
+        let concurrency = bounded(
+            self.concurrency,
+            "export.concurrency",
+            DEFAULT_CONCURRENCY as i64,
+            (1, MAX_CONCURRENCY as i64),
+            problems,
+        );
+        let slice_days = bounded(
+            self.slice_days,
+            "export.slice_days",
+            DEFAULT_SLICE_DAYS.into(),
+            (1, 3650),
+            problems,
+        );
+        let slice_floor_minutes = bounded(
+            self.slice_floor_minutes,
+            "export.slice_floor_minutes",
+            DEFAULT_SLICE_FLOOR_MINUTES.into(),
+            (1, 7 * 24 * 60),
+            problems,
+        );
+        let refresh_days = bounded(
+            self.formula_refresh_days,
+            "export.formula_refresh_days",
+            DEFAULT_FORMULA_REFRESH_DAYS.into(),
+            (1, 366),
+            problems,
+        );
+        let formulas = match self.formulas.as_deref() {
+            None | Some("include") => Some(FormulaPolicy::Include),
+            Some("exclude") => Some(FormulaPolicy::Exclude),
+            Some("refresh") => {
+                refresh_days.map(|days| FormulaPolicy::Refresh { days: days as u32 })
+            }
+            Some(other) => {
+                problems.push(format!(
+                    "export.formulas: expected include, exclude or refresh, got {other:?}"
+                ));
+                None
+            }
+        };
+        if self.formula_refresh_days.is_some() && self.formulas.as_deref() != Some("refresh") {
+            problems.push(
+                "export.formula_refresh_days: applies only with export.formulas = \"refresh\""
+                    .into(),
+            );
+        }
+        if mode == Some(ExportMode::Snapshot) && self.formulas.as_deref() == Some("refresh") {
+            problems.push(
+                "export.formulas: \"refresh\" applies to incremental exports (a snapshot reads every value on each run)".into(),
+            );
+        }
         Some(ExportSettings {
             mode: mode?,
             objects,
+            concurrency: concurrency? as usize,
+            slice_days: slice_days? as u32,
+            slice_floor_minutes: slice_floor_minutes? as u32,
+            formulas: formulas?,
         })
     }
 }

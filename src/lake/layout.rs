@@ -48,6 +48,12 @@ pub fn state_key(job: &str) -> String {
     format!("_etl/state/{job}.json")
 }
 
+/// One object's state of a salesforce-export job (its own object, so shards and concurrent
+/// objects never rewrite each other's state).
+pub fn object_state_key(job: &str, object: &str) -> String {
+    format!("_etl/state/{job}/objects/{object}.json")
+}
+
 /// Table metadata kept by cxlake (columns added for unknown headers).
 pub fn table_meta_key(table: &str) -> String {
     format!("_etl/tables/{table}.json")

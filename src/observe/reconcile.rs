@@ -195,6 +195,8 @@ pub struct ObjectCounts {
     /// Why nothing of the object was written, when it was refused (`rejected`: its data did
     /// not add up or parse) or a call failed; `None` when it was exported.
     pub refused: Option<Refusal>,
+    /// How its API was chosen, e.g. `rest: INVALIDENTITY: … not supported by the Bulk API`.
+    pub route: Option<String>,
 }
 
 /// Why an object was not written.
@@ -204,6 +206,8 @@ pub enum Refusal {
     Rejected(String),
     /// A call failed.
     Failed(String),
+    /// The run stopped at its API budget: finished windows are kept, the next run resumes.
+    Stopped(String),
 }
 
 /// Longest reason kept in a detail.
@@ -247,8 +251,20 @@ impl ObjectCounts {
                 None,
                 0,
             ),
+            Some(Refusal::Stopped(reason)) => (
+                Status::Mismatch,
+                format!(
+                    "stopped at the API budget, the watermark stays (the next run resumes the unfinished windows): {}",
+                    one_line(reason)
+                ),
+                None,
+                0,
+            ),
             None => {
-                let (status, detail) = self.exported();
+                let (status, mut detail) = self.exported();
+                if let Some(route) = self.route.as_deref().filter(|r| r.starts_with("rest: ")) {
+                    detail.push_str(&format!("; read over {}", one_line(route)));
+                }
                 (status, detail, Some(self.written), 0)
             }
         };
@@ -548,6 +564,7 @@ mod tests {
             processed: Some(50),
             deleted: 2,
             refused: None,
+            route: None,
         }
     }
 

@@ -20,6 +20,9 @@ use crate::window::Window;
 pub enum Exit {
     /// 0: everything done.
     Ok,
+    /// 5: a Salesforce export stopped at its API budget: nothing lost (finished objects and
+    /// slices are committed), the next run resumes. Any other outcome of the run outranks it.
+    Budget,
     /// 1: the run failed: nothing was committed for the failed unit, or reconciliation found
     /// rows lost.
     Failure,
@@ -40,6 +43,7 @@ impl Exit {
             Exit::Usage => 2,
             Exit::Partial => 3,
             Exit::Locked => 4,
+            Exit::Budget => 5,
         }
     }
 }
@@ -139,7 +143,8 @@ impl RunRecord<'_> {
                         { "Name": "Rejects", "Unit": "Count" },
                         { "Name": "ApiCalls", "Unit": "Count" },
                         { "Name": "DurationSeconds", "Unit": "Seconds" },
-                        { "Name": "Failed", "Unit": "Count" }
+                        { "Name": "Failed", "Unit": "Count" },
+                        { "Name": "BudgetStopped", "Unit": "Count" }
                     ]
                 }]
             },
@@ -152,6 +157,7 @@ impl RunRecord<'_> {
             "ApiCalls": m.api_calls,
             "DurationSeconds": self.seconds,
             "Failed": u8::from(self.failed),
+            "BudgetStopped": u8::from(self.exit_code == Exit::Budget.code()),
         })
     }
 

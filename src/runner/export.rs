@@ -33,7 +33,7 @@ impl<'a> ExportRun<'a> {
         spec: &'a SalesforceExport,
         options: &RunOptions,
     ) -> Result<Self, JobError> {
-        let export = ExportJob::open(job, spec, options.dry_run)
+        let export = ExportJob::open(job, spec, options.dry_run, options.shard)
             .await
             .map_err(super::failed(job, ""))?;
         Ok(ExportRun { job, spec, export })
@@ -59,7 +59,7 @@ impl JobRun for ExportRun<'_> {
         let mut text = format!(
             "plan for {} ({} objects, {:?} mode):\n",
             self.job.name,
-            lines.len(),
+            self.export.objects().len(),
             self.spec.export.mode
         );
         for line in lines {
@@ -123,7 +123,13 @@ impl Summary for ExportSummary {
             .failed
             .iter()
             .map(|(object, error)| format!("error: {}: {object}: {error}", self.job));
-        rejected.chain(failed).collect()
+        let stopped = report.stopped.iter().map(|(object, error)| {
+            format!(
+                "stopped: {}: {object}: {error} (finished windows are kept; the next run resumes)",
+                self.job
+            )
+        });
+        rejected.chain(failed).chain(stopped).collect()
     }
 
     fn exit(&self) -> Exit {
@@ -131,6 +137,8 @@ impl Summary for ExportSummary {
             Exit::Failure
         } else if !self.report.rejected.is_empty() {
             Exit::Partial
+        } else if !self.report.stopped.is_empty() {
+            Exit::Budget
         } else {
             Exit::Ok
         }
@@ -139,7 +147,10 @@ impl Summary for ExportSummary {
     fn metrics(&self) -> RunMetrics {
         let report = &self.report;
         RunMetrics {
-            inputs: (report.objects.len() + report.failed.len() + report.rejected.len()) as u64,
+            inputs: (report.objects.len()
+                + report.failed.len()
+                + report.rejected.len()
+                + report.stopped.len()) as u64,
             rows: self.rows(),
             bytes: report.objects.iter().map(|o| o.history_bytes).sum(),
             rejects: (report.failed.len() + report.rejected.len()) as u64,
@@ -147,7 +158,7 @@ impl Summary for ExportSummary {
             outputs: report
                 .objects
                 .iter()
-                .filter_map(|o| o.history_key.clone())
+                .flat_map(|o| o.history_keys.iter().cloned())
                 .collect(),
             reconciliation: report.reconciliation(),
         }
@@ -162,11 +173,23 @@ impl fmt::Display for ExportSummary {
             .iter()
             .map(|o| {
                 format!(
-                    "{} {} rows ({} deleted) via {}{}",
+                    "{} {} rows ({} deleted) via {}{}{}{}{}",
                     o.table,
                     o.rows,
                     o.deleted,
                     o.api.name(),
+                    match o.route.strip_prefix("rest: ") {
+                        Some(reason) => format!(" (Bulk refuses the object: {reason})"),
+                        None => String::new(),
+                    },
+                    if o.slices > 1 {
+                        format!(" in {} windows", o.slices)
+                    } else {
+                        String::new()
+                    },
+                    o.reconciled
+                        .map(|n| format!(", Id reconciliation: {n} deleted beyond the recycle bin"))
+                        .unwrap_or_default(),
                     o.latest_rows
                         .map(|n| format!(", latest {n}"))
                         .unwrap_or_default()
@@ -175,9 +198,14 @@ impl fmt::Display for ExportSummary {
             .collect();
         writeln!(
             f,
-            "{}: {} objects, {} rows in {:.2}s; {}",
+            "{}: {} objects{}, {} rows in {:.2}s; {}",
             self.job,
             report.objects.len(),
+            if report.stopped.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} stopped at the API budget)", report.stopped.len())
+            },
             self.rows(),
             report.seconds,
             if objects.is_empty() {

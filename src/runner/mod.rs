@@ -151,7 +151,7 @@ pub struct RunOptions {
     pub to: Option<NaiveDate>,
     /// Print the plan and write nothing.
     pub dry_run: bool,
-    /// Shard `I` of `N` of a backfill (connect-intervals).
+    /// Shard `I` of `N`: a backfill's days (connect-intervals) or a job's objects (salesforce-export).
     pub shard: Option<(u32, u32)>,
     /// Units of work in flight (report files, roll-up days).
     pub concurrency: usize,
@@ -166,11 +166,6 @@ pub struct RunOptions {
 impl RunOptions {
     /// Checks the options that do not depend on a job.
     pub fn check(&self) -> Result<(), JobError> {
-        if self.shard.is_some() && (self.from.is_none() || self.to.is_none()) {
-            return Err(JobError::usage(
-                "--shard splits a backfill: give --from and --to as well",
-            ));
-        }
         if let (Some(from), Some(to)) = (self.from, self.to) {
             if from > to {
                 return Err(JobError::usage(format!("--from {from} is after --to {to}")));
@@ -188,9 +183,23 @@ impl RunOptions {
                 job.kind.name()
             )));
         }
-        if self.shard.is_some() && !matches!(job.kind, JobKind::ConnectIntervals(_)) {
+        if self.shard.is_some()
+            && matches!(job.kind, JobKind::ConnectIntervals(_))
+            && (self.from.is_none() || self.to.is_none())
+        {
             return Err(JobError::usage(format!(
-                "job {}: --shard applies to connect-intervals jobs (a {} job has no per-day input files to split)",
+                "job {}: --shard splits a connect-intervals backfill by day: give --from and --to as well",
+                job.name
+            )));
+        }
+        if self.shard.is_some()
+            && !matches!(
+                job.kind,
+                JobKind::ConnectIntervals(_) | JobKind::SalesforceExport(_)
+            )
+        {
+            return Err(JobError::usage(format!(
+                "job {}: --shard applies to connect-intervals (days) and salesforce-export (objects) jobs; a {} job has nothing to split",
                 job.name,
                 job.kind.name()
             )));
@@ -400,9 +409,10 @@ mod tests {
             Exit::Usage,
             Exit::Partial,
             Exit::Locked,
+            Exit::Budget,
         ]
         .map(Exit::code)
         .to_vec();
-        assert_eq!(codes, [0, 1, 2, 3, 4]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 5]);
     }
 }

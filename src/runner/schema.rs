@@ -43,7 +43,7 @@ pub async fn listing(job: &Job) -> Result<String, JobError> {
                 .collect())
         }
         JobKind::SalesforceExport(spec) => {
-            let described = match ExportJob::open(job, spec, true).await {
+            let described = match ExportJob::open(job, spec, true, None).await {
                 Ok(export) => export.table_schemas().await,
                 Err(e) => Err(e),
             };

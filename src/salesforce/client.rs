@@ -64,6 +64,7 @@ pub struct Client {
     credentials: Credentials,
     session: RwLock<Option<Session>>,
     counts: CallCounts,
+    budget: Option<std::sync::Arc<super::budget::ApiBudget>>,
 }
 
 /// One element of a REST error body `[{"errorCode","message"}]`.
@@ -78,6 +79,8 @@ struct ApiErrorItem {
 /// What to do with a failed response.
 enum Verdict {
     Relogin,
+    /// The org's daily allowance is spent: retrying spends more of what every integration shares.
+    Stop,
     Retry,
     Fail,
 }
@@ -118,7 +121,21 @@ impl Client {
             credentials,
             session: RwLock::new(None),
             counts: CallCounts::default(),
+            budget: None,
         })
+    }
+
+    /// Spends calls only within `budget`: a call beyond it fails with
+    /// [`SalesforceError::Budget`] before it is sent, and every response's `Sforce-Limit-Info`
+    /// updates it.
+    pub fn with_budget(mut self, budget: std::sync::Arc<super::budget::ApiBudget>) -> Client {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The budget, when the client has one.
+    pub fn budget(&self) -> Option<&super::budget::ApiBudget> {
+        self.budget.as_deref()
     }
 
     /// Calls made so far.
@@ -219,6 +236,9 @@ impl Client {
             } else {
                 format!("{}{path_or_url}", session.instance_url)
             };
+            if let Some(budget) = &self.budget {
+                budget.check(self.counts.api.load(Ordering::Relaxed))?;
+            }
             self.counts.api.fetch_add(1, Ordering::Relaxed);
             let request = build(
                 self.http
@@ -238,6 +258,15 @@ impl Client {
                 Err(e) => return Err(SalesforceError::http(&url, e)),
             };
             let status = response.status();
+            if let (Some(budget), Some(usage)) = (
+                &self.budget,
+                response
+                    .headers()
+                    .get("Sforce-Limit-Info")
+                    .and_then(|v| v.to_str().ok()),
+            ) {
+                budget.observe_header(usage);
+            }
             if status.is_success() {
                 return Ok(response);
             }
@@ -253,7 +282,12 @@ impl Client {
                     .trim()
                     .to_string()
             });
-            match verdict(status, &code, relogged) {
+            match verdict(status, &code, &message, relogged) {
+                Verdict::Stop => {
+                    return Err(SalesforceError::Budget(super::budget::BudgetStop::Spent(
+                        format!("HTTP {} {code}: {message}", status.as_u16()),
+                    )))
+                }
                 Verdict::Relogin => {
                     relogged = true;
                     tracing::info!(url = %strip_query(&url), "session expired; logging in again");
@@ -324,9 +358,13 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn verdict(status: StatusCode, code: &str, relogged: bool) -> Verdict {
+fn verdict(status: StatusCode, code: &str, message: &str, relogged: bool) -> Verdict {
     match status.as_u16() {
         401 if !relogged => Verdict::Relogin,
+        403 if code == "REQUEST_LIMIT_EXCEEDED" && super::budget::is_daily_limit(message) => {
+            Verdict::Stop
+        }
+        // Concurrency limits (ConcurrentRequests, ConcurrentPerOrgLongTxn) clear by themselves.
         403 if code == "REQUEST_LIMIT_EXCEEDED" => Verdict::Retry,
         406 | 420 | 429 => Verdict::Retry,
         500..=599 => Verdict::Retry,
@@ -351,7 +389,23 @@ mod tests {
 
     #[test]
     fn verdicts_follow_the_documented_signals() {
-        let v = |s: u16, c: &str, r: bool| verdict(StatusCode::from_u16(s).unwrap(), c, r);
+        let v = |s: u16, c: &str, r: bool| {
+            verdict(
+                StatusCode::from_u16(s).unwrap(),
+                c,
+                "ConcurrentPerOrgLongTxn Limit exceeded.",
+                r,
+            )
+        };
+        assert!(matches!(
+            verdict(
+                StatusCode::FORBIDDEN,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+                false
+            ),
+            Verdict::Stop
+        ));
         assert!(matches!(
             v(401, "INVALID_SESSION_ID", false),
             Verdict::Relogin

@@ -49,6 +49,9 @@ pub struct FieldDescribe {
     /// Digits right of the point of a `double`/`currency`/`percent` field.
     #[serde(default)]
     pub scale: i32,
+    /// A formula field: its value can change without moving `SystemModstamp`.
+    #[serde(default)]
+    pub calculated: bool,
 }
 
 /// How a field's values are normalized; each kind has exactly one Arrow type.
@@ -438,6 +441,7 @@ mod tests {
             external_id: false,
             precision: 0,
             scale: 0,
+            calculated: false,
         }
     }
 

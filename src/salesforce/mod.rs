@@ -2,6 +2,7 @@
 //! APIs' formats into one canonical Arrow form (reference: salesforce-api.md).
 
 pub mod auth;
+pub mod budget;
 pub mod bulk;
 pub mod client;
 pub mod credentials;
@@ -72,9 +73,17 @@ pub enum SalesforceError {
     /// Values that do not fit their fields.
     #[error(transparent)]
     Normalize(#[from] normalize::NormalizeError),
+    /// The run reached its share of the org's daily API allowance (or the allowance is spent).
+    #[error(transparent)]
+    Budget(#[from] budget::BudgetStop),
 }
 
 impl SalesforceError {
+    /// Whether this is a stop at the API budget (nothing lost; the next run resumes).
+    pub fn is_budget_stop(&self) -> bool {
+        matches!(self, SalesforceError::Budget(_))
+    }
+
     /// A transport error with its cause chain, URL without the query string.
     pub fn http(url: &str, error: reqwest::Error) -> SalesforceError {
         let error = error.without_url();

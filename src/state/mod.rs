@@ -97,7 +97,8 @@ pub struct RejectReason {
     pub reason: String,
 }
 
-async fn read_json<T: for<'de> Deserialize<'de> + Default>(
+/// Reads a JSON state object (the default when absent).
+pub async fn read_json<T: for<'de> Deserialize<'de> + Default>(
     lake: &Location,
     key: &str,
 ) -> Result<T, StateError> {
@@ -110,7 +111,12 @@ async fn read_json<T: for<'de> Deserialize<'de> + Default>(
     }
 }
 
-async fn write_json<T: Serialize>(lake: &Location, key: &str, value: &T) -> Result<(), StateError> {
+/// Writes a JSON state object (pretty, one PUT).
+pub async fn write_json<T: Serialize>(
+    lake: &Location,
+    key: &str,
+    value: &T,
+) -> Result<(), StateError> {
     let mut text = serde_json::to_vec_pretty(value).expect("state serializes");
     text.push(b'\n');
     Ok(lake.put(key, Bytes::from(text)).await?)

@@ -311,3 +311,14 @@ def export_job(directory: os.PathLike, emulator_url: str, *, objects=("Account",
             text += f"[export.{table}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in values.items()) + "\n"
     path.write_text(text)
     return path
+
+
+def export_watermarks(lake: pathlib.Path, job: str = "sf-export") -> dict[str, str]:
+    """Each object's watermark from its state object, `_etl/state/<job>/objects/<Object>.json`."""
+    folder = lake / "_etl" / "state" / job / "objects"
+    found = {}
+    for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+        watermark = json.loads(path.read_text()).get("watermark")
+        if watermark:
+            found[path.stem] = watermark
+    return found

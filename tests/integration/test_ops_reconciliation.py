@@ -229,7 +229,7 @@ def test_a_page_that_drops_a_record_is_a_mismatch_and_writes_nothing_of_its_obje
 
 def test_a_failed_run_is_recorded_with_its_error(emulator, cx, tmp_path):
     job = export_job(tmp_path, emulator.url, objects=("Account",), api="bulk")
-    emulator.faults(fail_next_query_job="Retried more than 15 times")
+    emulator.faults(server_error_calls=1000, status=400)
     result = cx("run", job)
     assert result.code == 1, result
     lake = tmp_path / "lake"
@@ -237,7 +237,7 @@ def test_a_failed_run_is_recorded_with_its_error(emulator, cx, tmp_path):
     assert run["exit_code"] == 1 and run["rejects"] == 1
     [r] = reconciliation(lake)
     assert (r["object"], r["status"], r["rows_written"]) == ("Account", "mismatch", None)
-    assert r["detail"].startswith("failed, nothing written, the watermark stays") and "Retried more than 15 times" in r["detail"]
+    assert r["detail"].startswith("failed, nothing written, the watermark stays") and "SERVER_UNAVAILABLE" in r["detail"]
 
 
 # --------------------------------------------------------------------------------------------

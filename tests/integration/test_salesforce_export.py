@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from conftest import DEMO_CREDENTIALS, REGION, export_job, is_run_record, start_emulator
+from conftest import DEMO_CREDENTIALS, REGION, export_job, export_watermarks, is_run_record, start_emulator
 
 CUSTOM = "CX_Interaction__c"
 CUSTOM_TABLE = "sf_cx_interaction__c"
@@ -200,8 +200,7 @@ def test_incremental_run_picks_up_only_changed_and_deleted_rows(emulator, cx, tm
     assert third.code == 0, third
     assert "sf_account 0 rows" in third.stdout, third
     assert (lake / "sf_account_latest" / "part-00000.parquet").read_bytes() == before
-    state = json.loads((lake / "_etl" / "state" / "sf-export.json").read_text())
-    assert "Account" in state["objects"]
+    assert "Account" in export_watermarks(lake)
 
 
 def test_expired_token_mid_run_logs_in_again(emulator, cx, tmp_path):
@@ -225,18 +224,36 @@ def test_limit_errors_and_server_errors_are_retried(emulator, cx, tmp_path, faul
     assert (tmp_path / "lake" / "sf_account_latest" / "part-00000.parquet").exists()
 
 
-def test_failed_bulk_job_is_a_clear_error_and_writes_nothing(emulator, cx, tmp_path):
+def test_a_failed_bulk_job_is_read_again_in_windows_and_lands_whole(emulator, cx, tmp_path):
+    """A Bulk query job that ends Failed ("Retried more than 15 times", reference §1) no longer
+    fails the object: the read is cut into windows from the first record and each is read again;
+    the lake equals a run that met no failure."""
+    clean = cx("run", export_job(tmp_path, emulator.url, objects=("Account",), api="bulk",
+                                 lake="file://lake-clean", file="clean.toml"))
+    assert clean.code == 0, clean
     job = export_job(tmp_path, emulator.url, objects=("Account",), api="bulk")
     emulator.faults(fail_next_query_job="Retried more than 15 times")
     result = cx("run", job)
+    assert result.code == 0, result
+    assert "Retried more than 15 times" in result.stderr and "cutting it into windows" in result.stderr, result
+    latest = tmp_path / "lake" / "sf_account_latest" / "part-00000.parquet"
+    assert latest.read_bytes() == (tmp_path / "lake-clean" / "sf_account_latest" / "part-00000.parquet").read_bytes()
+    assert "Account" in export_watermarks(tmp_path / "lake")
+
+
+def test_a_failing_call_fails_the_object_and_writes_nothing(emulator, cx, tmp_path):
+    job = export_job(tmp_path, emulator.url, objects=("Account",), api="bulk")
+    emulator.faults(server_error_calls=1000, status=400)
+    result = cx("run", job)
     assert result.code == 1, result
-    assert "Failed" in result.stderr and "Retried more than 15 times" in result.stderr, result
+    assert "SERVER_UNAVAILABLE" in result.stderr, result
     lake = tmp_path / "lake"
     # Nothing of the object; the run's own record (cxlake_runs, cxlake_reconciliation) says it failed.
     assert not [p for p in lake.rglob("*.parquet") if not is_run_record(p.relative_to(lake).as_posix())], \
         list(lake.rglob("*"))
-    assert not (lake / "_etl" / "state" / "sf-export.json").exists()
+    assert not export_watermarks(lake)
     # The next run (no fault) exports everything.
+    emulator.faults(server_error_calls=0)
     again = cx("run", job)
     assert again.code == 0, again
     assert list((lake / "sf_account_latest").glob("*.parquet"))
