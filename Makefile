@@ -70,13 +70,15 @@ unit:
 	$(CARGO) test --release --locked --workspace
 
 ## bench: generate seeded data and compare cxlake (dist profile: thin LTO) with pyarrow, DuckDB and polars;
-## push-back against one call per record; a one-year backfill from moto S3 serial, concurrent and sharded
+## push-back against one call per record; a one-year backfill from moto S3 serial, concurrent and sharded;
+## one Salesforce object of 10M records exported incrementally (peak RSS, seconds per million)
 DIST_BIN := $(CARGO_TARGET_DIR)/dist/cxlake
 bench: $(PY)
 	$(CARGO) build --profile dist --locked
 	$(PY) bench/run.py --cxlake $(DIST_BIN) --work bench-data
 	$(PY) bench/pushback.py --cxlake $(DIST_BIN) --work bench-data
 	$(PY) bench/backfill_s3.py --cxlake $(DIST_BIN) --work bench-data
+	$(PY) bench/salesforce_scale.py --cxlake $(DIST_BIN) --work bench-data
 
 clean:
 	rm -rf lake bench-data bench-out

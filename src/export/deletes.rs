@@ -6,7 +6,6 @@
 //! is marked deleted in the history table and dropped from `_latest` (reference:
 //! salesforce-scale.md §4; neither Airbyte nor tap-salesforce does this).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use super::ids::IdSet;
 use super::routing::Route;
 use super::{latest_key, ExportError, ExportJob};
 use crate::job::{ApiChoice, ObjectSpec};
@@ -91,16 +91,19 @@ impl ExportJob<'_> {
         }
         tracing::warn!(object = %spec.name, watermark = %watermark, "the delete log no longer reaches back to the watermark: reconciling Ids");
         let live = self.live_ids(spec, route).await?;
-        let stored = self.latest_ids(table).await?;
-        let mut ids: Vec<String> = stored.into_iter().filter(|id| !live.contains(id)).collect();
+        let mut ids = self.latest_ids_not_in(table, &live).await?;
         ids.sort();
         tracing::info!(object = %spec.name, live = live.len(), gone = ids.len(), "Id reconciliation");
         let reconciled = Some(ids.len() as u64);
         Ok(Deletions { ids, reconciled })
     }
 
-    /// Ids of `_latest` as the lake holds it.
-    async fn latest_ids(&self, table: &str) -> Result<Vec<String>, ExportError> {
+    /// Ids of `_latest` (as the lake holds it) that are not in `live`, read a batch at a time.
+    async fn latest_ids_not_in(
+        &self,
+        table: &str,
+        live: &IdSet,
+    ) -> Result<Vec<String>, ExportError> {
         let dir = tempfile::Builder::new()
             .prefix("cxlake-ids-")
             .tempdir()
@@ -130,6 +133,7 @@ impl ExportJob<'_> {
                     .as_string::<i32>()
                     .iter()
                     .flatten()
+                    .filter(|id| !live.contains(id))
                     .map(str::to_string),
             );
         }
@@ -138,18 +142,14 @@ impl ExportJob<'_> {
 
     /// The object's live Ids (`SELECT Id`, deleted records excluded): Bulk unless the object is
     /// read over REST.
-    async fn live_ids(
-        &self,
-        spec: &ObjectSpec,
-        route: &Route,
-    ) -> Result<HashSet<String>, ExportError> {
+    async fn live_ids(&self, spec: &ObjectSpec, route: &Route) -> Result<IdSet, ExportError> {
         let filter = spec
             .filter
             .as_deref()
             .map(|f| format!(" WHERE ({f})"))
             .unwrap_or_default();
         let text = format!("SELECT Id FROM {}{filter}", spec.name);
-        let mut ids = HashSet::new();
+        let mut ids = IdSet::default();
         let bulk = matches!(
             route,
             Route::AsConfigured(ApiChoice::Bulk) | Route::AsConfigured(ApiChoice::Auto)
@@ -184,7 +184,7 @@ impl ExportJob<'_> {
                         ))
                     })?;
                     if let Some(id) = record.get(0).filter(|id| !id.is_empty()) {
-                        ids.insert(id.to_string());
+                        ids.insert(id);
                     }
                 }
                 match next {
@@ -201,8 +201,7 @@ impl ExportJob<'_> {
                 ids.extend(
                     page.records
                         .iter()
-                        .filter_map(|r| r.get("Id").and_then(|v| v.as_str()))
-                        .map(str::to_string),
+                        .filter_map(|r| r.get("Id").and_then(|v| v.as_str())),
                 );
                 match page.next_records_url.clone().filter(|_| !page.done) {
                     Some(url) => page = self.client.query_more(&url).await?,

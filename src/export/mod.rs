@@ -9,6 +9,7 @@
 
 pub mod checkpoint;
 mod deletes;
+pub mod ids;
 pub mod latest;
 pub mod routing;
 pub mod slicing;

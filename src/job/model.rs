@@ -168,7 +168,7 @@ pub enum FormulaPolicy {
     Exclude,
     /// Exported, and every `days` days the whole object is read again so `_latest` is current.
     Refresh {
-        /// Days between full re-reads.
+        /// Days between full re-reads (0: every run).
         days: u32,
     },
 }
@@ -988,7 +988,7 @@ impl RawExport {
             self.formula_refresh_days,
             "export.formula_refresh_days",
             DEFAULT_FORMULA_REFRESH_DAYS.into(),
-            (1, 366),
+            (0, 366),
             problems,
         );
         let formulas = match self.formulas.as_deref() {

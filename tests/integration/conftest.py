@@ -288,7 +288,7 @@ def export_job(directory: os.PathLike, emulator_url: str, *, objects=("Account",
                api: str = "auto", lake: str = "file://lake", name: str = "sf-export", auth: str = "password",
                credentials: str | None = None, fields: dict | None = None, filters: dict | None = None,
                catalog: str | None = None, file: str = "job.toml", extra: dict | None = None,
-               timezone: str = "UTC") -> pathlib.Path:
+               timezone: str = "UTC", export_extra: dict | None = None) -> pathlib.Path:
     """A salesforce-export job file against the emulator, with the demo credentials in a file."""
     directory = pathlib.Path(directory)
     if credentials is None:
@@ -301,7 +301,7 @@ def export_job(directory: os.PathLike, emulator_url: str, *, objects=("Account",
         job={"name": name, "kind": "salesforce-export", "timezone": timezone},
         salesforce={"login_url": emulator_url, "auth": auth, "credentials": credentials, "api": api,
                     **(extra or {})},
-        export={"mode": mode, "objects": list(objects)},
+        export={"mode": mode, "objects": list(objects), **(export_extra or {})},
         lake={"url": lake},
         catalog={"database": catalog} if catalog else None,
     )
