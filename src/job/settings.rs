@@ -40,7 +40,23 @@ impl Job {
                     sf.bulk_threshold
                 ));
                 lines.push(format!("  salesforce.page_size = {}", sf.page_size));
-                lines.push(format!("  export.mode = {:?}", spec.export.mode));
+                lines.push(format!(
+                    "  salesforce.budget_run_percent = {}",
+                    sf.budget.run_percent
+                ));
+                lines.push(format!(
+                    "  salesforce.budget_total_percent = {}",
+                    sf.budget.total_percent
+                ));
+                let export = &spec.export;
+                lines.push(format!("  export.mode = {:?}", export.mode));
+                lines.push(format!("  export.concurrency = {}", export.concurrency));
+                lines.push(format!("  export.slice_days = {}", export.slice_days));
+                lines.push(format!(
+                    "  export.slice_floor_minutes = {}",
+                    export.slice_floor_minutes
+                ));
+                lines.push(format!("  export.formulas = {:?}", export.formulas));
                 for object in &spec.export.objects {
                     lines.push(format!(
                         "  export.object {} fields={} filter={:?}",

@@ -132,7 +132,7 @@ def test_backfill_array_job_runs_every_shard_of_one_command_line(tmp_path, cx):
     from conftest import connect_job
     from fixtures import half_hours, queue_report
 
-    [(_, definition)] = list(resources("AWS::Batch::JobDefinition"))
+    definition = dict(resources("AWS::Batch::JobDefinition"))["BackfillJobDefinition"]
     assert definition["PlatformCapabilities"] == ["FARGATE"]
     container = definition["ContainerProperties"]
     assert container["JobRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
@@ -153,3 +153,24 @@ def test_backfill_array_job_runs_every_shard_of_one_command_line(tmp_path, cx):
         assert result.code == 0, result
         days |= {p.parent.name for p in (tmp_path / "lake" / "connect_queue_interval").rglob("*.parquet")}
     assert days == {"dt=2024-03-01", "dt=2024-03-02"}
+
+
+def test_export_shard_array_job_splits_the_objects_of_one_command_line(tmp_path, cx, emulator):
+    """The export job definition's command, with a submit's parameters, is `cxlake run <job>
+    --shard array/N`: each child exports its own objects, together every object of the job."""
+    from conftest import export_job
+
+    definition = dict(resources("AWS::Batch::JobDefinition"))["ExportShardJobDefinition"]
+    command = definition["ContainerProperties"]["Command"]
+    assert "--from" not in command, "an export shard runs the job's own window"
+    objects = ("Account", "Contact", "Case")
+    job = export_job(tmp_path, emulator.url, objects=objects, api="rest")
+    submitted = {**definition["Parameters"], "job": str(job), "shards": "array/2"}
+    args = [submitted[a[len("Ref::"):]] if a.startswith("Ref::") else a for a in command]
+    tables = []
+    for index in range(2):
+        result = cx(*args, env={"AWS_BATCH_JOB_ARRAY_INDEX": str(index)})
+        assert result.code == 0, result
+        tables.append({p.name for p in (tmp_path / "lake").iterdir() if p.name.startswith("sf_")})
+    assert tables[0] == {"sf_account", "sf_account_latest", "sf_case", "sf_case_latest"}
+    assert tables[1] - tables[0] == {"sf_contact", "sf_contact_latest"}
