@@ -209,6 +209,7 @@ impl ExportJob<'_> {
                 }
             }
         }
+        ids.seal();
         Ok(ids)
     }
 }

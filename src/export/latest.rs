@@ -26,7 +26,16 @@ fn batches(
 
 /// Ids of every record in the changes files.
 pub fn changed_ids(changes: &[PathBuf]) -> Result<IdSet, ParquetError> {
-    let mut ids = IdSet::default();
+    let mut rows = 0;
+    for path in changes {
+        let file = std::fs::File::open(path)
+            .map_err(|e| ParquetError::Spill(path.display().to_string(), e))?;
+        rows += ParquetRecordBatchReaderBuilder::try_new(file)?
+            .metadata()
+            .file_metadata()
+            .num_rows();
+    }
+    let mut ids = IdSet::with_capacity(usize::try_from(rows).unwrap_or(0));
     for batch in changes
         .iter()
         .map(|c| batches(c))
@@ -41,6 +50,7 @@ pub fn changed_ids(changes: &[PathBuf]) -> Result<IdSet, ParquetError> {
         let ids_array = column.as_string::<i32>();
         ids.extend(ids_array.iter().flatten());
     }
+    ids.seal();
     Ok(ids)
 }
 

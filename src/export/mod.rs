@@ -682,7 +682,7 @@ impl<'a> ExportJob<'a> {
                 cursor_name,
             );
             lines.push(format!(
-                "{} -> {} ({} columns{}): {} via {} [{}], {count} records in {} window{}{}, about {calls} API calls: {text}",
+                "{} -> {} ({} columns{}): via {} [{}], {count} records in {} window{}{}, about {calls} API calls: {text}",
                 spec.name,
                 table_name(&spec.name),
                 selection.columns.len(),
@@ -700,7 +700,6 @@ impl<'a> ExportJob<'a> {
                     )
                 },
                 if bulk { "Bulk API 2.0" } else { "REST" },
-                if bulk { "bulk" } else { "rest" },
                 route.describe(),
                 windows,
                 if windows == 1 { "" } else { "s" },
