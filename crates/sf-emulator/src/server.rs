@@ -893,6 +893,19 @@ fn create_query_job(state: &AppState, body: &[u8], version: &str) -> Handled {
             "Aggregate functions such as COUNT() are not supported in Bulk Query",
         ));
     }
+    // Objects Bulk API 2.0 cannot serve (describe data `"bulkQueryable": false`) are refused
+    // at creation, with the body Salesforce answers (reference §2).
+    if let Some(def) = soql::parse(&soql)
+        .ok()
+        .and_then(|q| org.object(&q.object).ok())
+        .filter(|d| !d.bulk_queryable)
+    {
+        return Err(ApiError::new(
+            400,
+            "INVALIDENTITY",
+            format!("Entity '{}' is not supported by the Bulk API.", def.name),
+        ));
+    }
     let canned = super::canned_pages(&org, &soql);
     let (object, result) = match canned {
         Some((object, pages)) => (object, Err(pages)),
@@ -1469,5 +1482,148 @@ impl From<&Faults> for FaultsView {
                 .map(|r| json!({ "field": r.field, "value": r.value, "error": r.error })),
             corrupt_page: f.corrupt_page.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "00Dcx0000000001!test";
+
+    /// A seeded org behind the dispatcher, with one live access token.
+    fn app() -> AppState {
+        let mut org = Org {
+            bulk_page_size: 50_000,
+            ..Org::default()
+        };
+        let config = crate::EmulatorConfig {
+            seed: true,
+            ..crate::EmulatorConfig::default()
+        };
+        crate::load_objects(&mut org, &config).unwrap();
+        org.tokens.insert(TOKEN.into());
+        AppState {
+            org: Arc::new(Mutex::new(org)),
+            credentials: Arc::new(OrgCredentials::default()),
+            base_url: Arc::new(Mutex::new("http://127.0.0.1:1".into())),
+        }
+    }
+
+    struct Answer {
+        status: u16,
+        headers: HeaderMap,
+        text: String,
+    }
+
+    impl Answer {
+        fn json(&self) -> Value {
+            serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
+        }
+
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers.get(name).and_then(|v| v.to_str().ok())
+        }
+    }
+
+    async fn call(state: &AppState, method: Method, uri: &str, body: &str) -> Answer {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "Authorization",
+            HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap(),
+        );
+        let response = dispatch(
+            State(state.clone()),
+            method,
+            uri.parse().unwrap(),
+            headers,
+            Bytes::from(body.to_string()),
+        )
+        .await;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Answer {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn get(state: &AppState, uri: &str) -> Answer {
+        call(state, Method::GET, uri, "").await
+    }
+
+    async fn create_job(state: &AppState, soql: &str) -> Answer {
+        let body = json!({ "operation": "queryAll", "query": soql }).to_string();
+        call(
+            state,
+            Method::POST,
+            "/services/data/v62.0/jobs/query",
+            &body,
+        )
+        .await
+    }
+
+    /// Polls a query job until it is no longer queued or running.
+    async fn finish(state: &AppState, id: &str) -> Value {
+        for _ in 0..10 {
+            let info = get(state, &format!("/services/data/v62.0/jobs/query/{id}"))
+                .await
+                .json();
+            if !matches!(
+                info["state"].as_str(),
+                Some("UploadComplete" | "InProgress")
+            ) {
+                return info;
+            }
+        }
+        panic!("job {id} never finished");
+    }
+
+    #[tokio::test]
+    async fn bulk_refuses_objects_marked_not_bulk_queryable() {
+        let state = app();
+        let refused = create_job(&state, "SELECT Id, MasterLabel FROM CaseStatus").await;
+        assert_eq!(refused.status, 400);
+        assert_eq!(
+            refused.json(),
+            json!([{"errorCode": "INVALIDENTITY",
+                    "message": "Entity 'CaseStatus' is not supported by the Bulk API."}])
+        );
+        let rest = get(
+            &state,
+            "/services/data/v62.0/queryAll?q=SELECT+Id,MasterLabel,IsClosed+FROM+CaseStatus",
+        )
+        .await;
+        assert_eq!(rest.status, 200);
+        let labels: Vec<Value> = rest.json()["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["MasterLabel"].clone())
+            .collect();
+        assert_eq!(
+            labels,
+            json!(["New", "Working", "Escalated", "On Hold", "Closed"])
+                .as_array()
+                .unwrap()
+                .clone()
+        );
+        let describe = get(&state, "/services/data/v62.0/sobjects/CaseStatus/describe")
+            .await
+            .json();
+        assert_eq!(describe["keyPrefix"], "01J");
+        assert!(describe.get("bulkQueryable").is_none(), "an emulator key");
+        let global = get(&state, "/services/data/v62.0/sobjects").await.json();
+        assert!(global["sobjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o.get("bulkQueryable").is_none()));
+        let ok = create_job(&state, "SELECT Id FROM Account").await;
+        assert_eq!(ok.status, 200, "{}", ok.text);
     }
 }
