@@ -50,6 +50,9 @@ pub struct Faults {
     pub status: Option<u16>,
     /// The next Bulk query job ends Failed with this message.
     pub fail_next_query_job: Option<String>,
+    /// While set, every Bulk query job matching more than this many records ends Failed (on the
+    /// poll that would complete it) with Salesforce's internal-retry message.
+    pub bulk_fail_above_records: Option<u64>,
     /// Bulk jobs stay InProgress for this many more polls.
     pub slow_job_polls: u32,
     /// Ingest rows whose `field` equals `value` fail with `error`.
@@ -91,6 +94,11 @@ pub struct RowFault {
     /// `STATUS_CODE:message`.
     pub error: String,
 }
+
+/// The `errorMessage` of a Bulk API 2.0 query job that failed after Salesforce's internal
+/// retries (reference §1: Bulk 2.0 retries a query itself and gives up after 15 retries).
+pub const RETRIES_EXHAUSTED: &str =
+    "Retried more than 15 times. Please see the Bulk API troubleshooting documentation.";
 
 /// A selected column, resolved against describe.
 #[derive(Debug, Clone)]

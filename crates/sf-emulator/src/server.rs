@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::model::{stamp, ObjectDef};
-use super::org::{ApiError, Faults, Job, Org, PageFault, Record, Selected};
+use super::org::{ApiError, Faults, Job, Org, PageFault, Record, Selected, RETRIES_EXHAUSTED};
 use super::rows;
 use super::soql;
 use super::wire;
@@ -835,12 +835,7 @@ fn job_json(job: &Job, query: bool) -> Value {
     if query {
         v["isPkChunkingSupported"] = json!(true);
         if job.state == "JobComplete" {
-            let n = match (&job.result, &job.canned) {
-                (Some((_, rows)), _) => rows.len() as u64,
-                (_, Some(pages)) => pages.iter().map(|(_, n)| n).sum(),
-                _ => 0,
-            };
-            v["numberRecordsProcessed"] = json!(n);
+            v["numberRecordsProcessed"] = json!(query_job_records(job));
         }
     } else {
         v["externalIdFieldName"] = json!(job.external_id);
@@ -857,6 +852,15 @@ fn job_json(job: &Job, query: bool) -> Value {
         v["errorMessage"] = json!(e);
     }
     v
+}
+
+/// The number of records a query job's query matched (its result rows or canned pages).
+fn query_job_records(job: &Job) -> u64 {
+    match (&job.result, &job.canned) {
+        (Some((_, rows)), _) => rows.len() as u64,
+        (_, Some(pages)) => pages.iter().map(|(_, n)| n).sum(),
+        _ => 0,
+    }
 }
 
 fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
@@ -995,6 +999,7 @@ fn list_jobs(state: &AppState, kind: &str) -> Handled {
 fn job_info(state: &AppState, id: &str, query: bool) -> Handled {
     let mut org = state.org.lock().expect("lock");
     org.count(if query { "bulk_poll" } else { "ingest_poll" });
+    let fail_above = org.faults.bulk_fail_above_records;
     let job = org
         .jobs
         .get_mut(id)
@@ -1006,6 +1011,9 @@ fn job_info(state: &AppState, id: &str, query: bool) -> Handled {
             job.polls_left -= 1;
             job.state = "InProgress".into();
         } else if job.error.is_some() {
+            job.state = "Failed".into();
+        } else if query && fail_above.is_some_and(|max| query_job_records(job) > max) {
+            job.error = Some(RETRIES_EXHAUSTED.into());
             job.state = "Failed".into();
         } else {
             job.state = "JobComplete".into();
@@ -1462,6 +1470,7 @@ struct FaultsView {
     server_error_calls: u64,
     status: Option<u16>,
     fail_next_query_job: Option<String>,
+    bulk_fail_above_records: Option<u64>,
     slow_job_polls: u32,
     fail_ingest_rows_matching: Option<Value>,
     corrupt_page: Option<PageFault>,
@@ -1475,6 +1484,7 @@ impl From<&Faults> for FaultsView {
             server_error_calls: f.server_error_calls,
             status: f.status,
             fail_next_query_job: f.fail_next_query_job.clone(),
+            bulk_fail_above_records: f.bulk_fail_above_records,
             slow_job_polls: f.slow_job_polls,
             fail_ingest_rows_matching: f
                 .fail_ingest_rows_matching
@@ -1581,6 +1591,50 @@ mod tests {
             }
         }
         panic!("job {id} never finished");
+    }
+
+    async fn faults(state: &AppState, body: Value) {
+        let answer = call(state, Method::POST, "/__emulator/faults", &body.to_string()).await;
+        assert_eq!(answer.status, 204, "{}", answer.text);
+    }
+
+    #[tokio::test]
+    async fn query_jobs_over_the_record_threshold_fail_while_it_is_set() {
+        let state = app();
+        // 50 Accounts seeded (one deleted: queryAll sees it), 5 case statuses; Case has 80.
+        faults(&state, json!({ "bulk_fail_above_records": 50 })).await;
+        for _ in 0..2 {
+            let job = create_job(&state, "SELECT Id FROM Case").await.json();
+            let info = finish(&state, job["id"].as_str().unwrap()).await;
+            assert_eq!(info["state"], "Failed", "persistent, not once: {info}");
+            assert_eq!(
+                info["errorMessage"],
+                "Retried more than 15 times. Please see the Bulk API troubleshooting documentation."
+            );
+        }
+        let job = create_job(&state, "SELECT Id FROM Account").await.json();
+        let info = finish(&state, job["id"].as_str().unwrap()).await;
+        assert_eq!(info["state"], "JobComplete", "at the threshold: {info}");
+        assert_eq!(info["numberRecordsProcessed"], 50);
+        let view = get(&state, "/__emulator/faults").await;
+        assert_eq!(view.status, 404, "faults are write-only");
+        faults(&state, json!({ "bulk_fail_above_records": null })).await;
+        let job = create_job(&state, "SELECT Id FROM Case").await.json();
+        let info = finish(&state, job["id"].as_str().unwrap()).await;
+        assert_eq!(info["state"], "JobComplete");
+        // The one-shot fault still fails exactly one job.
+        faults(&state, json!({ "fail_next_query_job": "boom" })).await;
+        let job = create_job(&state, "SELECT Id FROM Case").await.json();
+        let info = finish(&state, job["id"].as_str().unwrap()).await;
+        assert_eq!(
+            (info["state"].as_str(), info["errorMessage"].as_str()),
+            (Some("Failed"), Some("boom"))
+        );
+        let job = create_job(&state, "SELECT Id FROM Case").await.json();
+        assert_eq!(
+            finish(&state, job["id"].as_str().unwrap()).await["state"],
+            "JobComplete"
+        );
     }
 
     #[tokio::test]
