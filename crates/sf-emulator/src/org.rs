@@ -145,9 +145,30 @@ pub struct Job {
     pub counts: (u64, u64),
 }
 
+/// The org's rolling daily API request allowance (`DailyApiRequests`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Allowance {
+    /// `DailyApiRequests` Max.
+    #[serde(rename = "daily_api_requests")]
+    pub max: u64,
+    /// Requests counted in the current window.
+    pub used: u64,
+}
+
+impl Default for Allowance {
+    fn default() -> Self {
+        Allowance {
+            max: 100_000,
+            used: 0,
+        }
+    }
+}
+
 /// The whole org.
 #[derive(Default)]
 pub struct Org {
+    /// The daily API request allowance and its use.
+    pub allowance: Allowance,
     /// Objects by API name.
     pub objects: BTreeMap<String, ObjectDef>,
     /// Records by object.

@@ -399,7 +399,7 @@ async fn services(
     let query = url_decode_pairs(query_text);
     let headers = headers.clone();
     let body = Bytes::copy_from_slice(body);
-    {
+    let refusal = {
         let mut org = state.org.lock().expect("lock");
         let bearer = bearer(&headers);
         if let Some(n) = org.faults.expire_tokens_after_calls {
@@ -413,25 +413,40 @@ async fn services(
         if let Err(e) = check_session(&mut org, bearer) {
             return api_error(e);
         }
-        if org.faults.limit_exceeded_calls > 0 {
-            org.faults.limit_exceeded_calls -= 1;
-            org.count("limit_exceeded");
-            return api_error(ApiError::new(
+        // A refused call does not count against the allowance; every other data call does.
+        if org.allowance.used >= org.allowance.max {
+            org.count("daily_limit_exceeded");
+            Some(ApiError::new(
                 403,
                 "REQUEST_LIMIT_EXCEEDED",
                 "TotalRequests Limit exceeded.",
-            ));
-        }
-        if org.faults.server_error_calls > 0 {
+            ))
+        } else if org.faults.limit_exceeded_calls > 0 {
+            org.faults.limit_exceeded_calls -= 1;
+            org.count("limit_exceeded");
+            Some(ApiError::new(
+                403,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+            ))
+        } else if org.faults.server_error_calls > 0 {
             org.faults.server_error_calls -= 1;
             org.count("server_error");
             let status = org.faults.status.unwrap_or(503);
-            return api_error(ApiError::new(
+            Some(ApiError::new(
                 status,
                 "SERVER_UNAVAILABLE",
                 "Service temporarily unavailable",
-            ));
+            ))
+        } else {
+            org.allowance.used += 1;
+            None
         }
+    };
+    if let Some(e) = refusal {
+        let mut response = api_error(e);
+        limit_info(state.org.lock().expect("lock").allowance, &mut response);
+        return response;
     }
     let gzip = headers
         .get("Accept-Encoding")
@@ -503,18 +518,16 @@ async fn services(
         Ok(r) => r,
         Err(e) => api_error(e),
     };
-    let total = state
-        .org
-        .lock()
-        .expect("lock")
-        .stats
-        .get("total")
-        .copied()
-        .unwrap_or(0);
-    if let Ok(v) = HeaderValue::from_str(&format!("api-usage={total}/100000")) {
+    limit_info(state.org.lock().expect("lock").allowance, &mut response);
+    response
+}
+
+/// `Sforce-Limit-Info: api-usage=USED/MAX`, on every data response (reference §3).
+fn limit_info(allowance: super::org::Allowance, response: &mut Response) {
+    let text = format!("api-usage={}/{}", allowance.used, allowance.max);
+    if let Ok(v) = HeaderValue::from_str(&text) {
         response.headers_mut().insert("Sforce-Limit-Info", v);
     }
-    response
 }
 
 pub(crate) type Handled = Result<Response, ApiError>;
@@ -522,11 +535,11 @@ pub(crate) type Handled = Result<Response, ApiError>;
 fn limits(state: &AppState) -> Handled {
     let mut org = state.org.lock().expect("lock");
     org.count("limits");
-    let used = org.stats.get("total").copied().unwrap_or(0);
+    let super::org::Allowance { max, used } = org.allowance;
     Ok(json_response(
         200,
         &json!({
-            "DailyApiRequests": { "Max": 100000, "Remaining": 100000 - used.min(100000) },
+            "DailyApiRequests": { "Max": max, "Remaining": max.saturating_sub(used) },
             "DailyBulkApiBatches": { "Max": 15000, "Remaining": 15000 },
             "DailyBulkV2QueryJobs": { "Max": 10000, "Remaining": 10000 },
             "DailyBulkV2QueryFileStorageMB": { "Max": 1048576, "Remaining": 1048576 },
@@ -1418,6 +1431,19 @@ fn admin(state: &AppState, method: Method, path: &str, body: &[u8]) -> Response 
             }
             _ => Err(ApiError::new(400, "BAD_FAULT", "expected a JSON object")),
         },
+        (Method::GET, ["limits"]) => Ok(json_response(200, &json!(org.allowance))),
+        (Method::POST, ["limits"]) => match serde_json::from_slice::<LimitsUpdate>(body) {
+            Ok(update) => {
+                if let Some(max) = update.daily_api_requests {
+                    org.allowance.max = max;
+                }
+                if let Some(used) = update.used {
+                    org.allowance.used = used;
+                }
+                Ok(json_response(200, &json!(org.allowance)))
+            }
+            Err(e) => Err(ApiError::new(400, "BAD_LIMITS", e.to_string())),
+        },
         (Method::DELETE, ["faults"]) => {
             org.faults = Faults::default();
             Ok(respond(204, "application/json", ""))
@@ -1460,6 +1486,14 @@ fn admin(state: &AppState, method: Method, path: &str, body: &[u8]) -> Response 
         _ => Err(ApiError::new(404, "NOT_FOUND", "unknown admin resource")),
     };
     result.unwrap_or_else(api_error)
+}
+
+/// `POST /__emulator/limits`: either key may be left out.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsUpdate {
+    daily_api_requests: Option<u64>,
+    used: Option<u64>,
 }
 
 /// Faults as JSON (to merge partial updates).
@@ -1591,6 +1625,102 @@ mod tests {
             }
         }
         panic!("job {id} never finished");
+    }
+
+    #[tokio::test]
+    async fn the_daily_allowance_counts_data_calls_and_refuses_when_spent() {
+        let state = app();
+        let post = |body: Value| {
+            let state = state.clone();
+            async move {
+                call(
+                    &state,
+                    Method::POST,
+                    "/__emulator/limits",
+                    &body.to_string(),
+                )
+                .await
+            }
+        };
+        assert_eq!(
+            get(&state, "/__emulator/limits").await.json(),
+            json!({"daily_api_requests": 100000, "used": 0})
+        );
+        let first = get(&state, "/services/data/v62.0/sobjects").await;
+        assert_eq!(
+            first.header("Sforce-Limit-Info"),
+            Some("api-usage=1/100000")
+        );
+        let limits = get(&state, "/services/data/v62.0/limits").await;
+        assert_eq!(
+            limits.header("Sforce-Limit-Info"),
+            Some("api-usage=2/100000")
+        );
+        let limits = limits.json();
+        assert_eq!(
+            limits["DailyApiRequests"],
+            json!({"Max": 100000, "Remaining": 99998})
+        );
+        assert!(limits["DailyBulkV2QueryJobs"]["Max"].is_number());
+        // Token calls and the versions list do not count.
+        let versions = get(&state, "/services/data").await;
+        assert_eq!(versions.status, 200);
+        assert_eq!(versions.header("Sforce-Limit-Info"), None);
+        assert_eq!(
+            post(json!({"daily_api_requests": 10})).await.json(),
+            json!({"daily_api_requests": 10, "used": 2})
+        );
+        assert_eq!(
+            post(json!({"used": 9})).await.json(),
+            json!({"daily_api_requests": 10, "used": 9})
+        );
+        let last = get(&state, "/services/data/v62.0/limits").await;
+        assert_eq!(last.status, 200);
+        assert_eq!(last.header("Sforce-Limit-Info"), Some("api-usage=10/10"));
+        assert_eq!(
+            last.json()["DailyApiRequests"],
+            json!({"Max": 10, "Remaining": 0})
+        );
+        for _ in 0..2 {
+            let refused = get(&state, "/services/data/v62.0/sobjects").await;
+            assert_eq!(refused.status, 403);
+            assert_eq!(
+                refused.json(),
+                json!([{"errorCode": "REQUEST_LIMIT_EXCEEDED",
+                        "message": "TotalRequests Limit exceeded."}])
+            );
+            assert_eq!(refused.header("Sforce-Limit-Info"), Some("api-usage=10/10"));
+        }
+        assert_eq!(get(&state, "/services/data").await.status, 200);
+        let token = call(
+            &state,
+            Method::POST,
+            "/services/oauth2/token?grant_type=client_credentials&client_id=cxlake-demo-client&client_secret=cxlake-demo-secret",
+            "",
+        )
+        .await;
+        assert_eq!(token.status, 200, "{}", token.text);
+        // Lowering the used count (or raising Max) lifts the refusal; Remaining never goes negative.
+        post(json!({"used": 20})).await;
+        assert_eq!(get(&state, "/__emulator/limits").await.json()["used"], 20);
+        post(json!({"daily_api_requests": 30})).await;
+        let again = get(&state, "/services/data/v62.0/limits").await;
+        assert_eq!(
+            again.json()["DailyApiRequests"],
+            json!({"Max": 30, "Remaining": 9})
+        );
+        post(json!({"daily_api_requests": 5})).await;
+        assert_eq!(post(json!({"bogus": 1})).await.status, 400);
+        assert_eq!(
+            get(&state, "/services/data/v62.0/sobjects").await.status,
+            403
+        );
+        post(json!({"used": 0})).await;
+        let ok = get(&state, "/services/data/v62.0/sobjects").await;
+        assert_eq!(
+            (ok.status, ok.header("Sforce-Limit-Info")),
+            (200, Some("api-usage=1/5"))
+        );
     }
 
     async fn faults(state: &AppState, body: Value) {
