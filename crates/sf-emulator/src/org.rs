@@ -42,8 +42,10 @@ impl ApiError {
 pub struct Faults {
     /// After this many more data calls every session expires (401 INVALID_SESSION_ID).
     pub expire_tokens_after_calls: Option<u64>,
-    /// The next N data calls fail with 403 REQUEST_LIMIT_EXCEEDED.
-    pub limit_exceeded_calls: u64,
+    /// The next N data calls fail with 403 REQUEST_LIMIT_EXCEEDED `ConcurrentPerOrgLongTxn
+    /// Limit exceeded.` (a limit that clears by itself). `limit_exceeded_calls` is accepted as
+    /// the old name.
+    pub concurrent_limit_calls: u64,
     /// The next N data calls fail with `status` (default 503).
     pub server_error_calls: u64,
     /// Status of injected server errors.

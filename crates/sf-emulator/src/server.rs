@@ -421,13 +421,13 @@ async fn services(
                 "REQUEST_LIMIT_EXCEEDED",
                 "TotalRequests Limit exceeded.",
             ))
-        } else if org.faults.limit_exceeded_calls > 0 {
-            org.faults.limit_exceeded_calls -= 1;
+        } else if org.faults.concurrent_limit_calls > 0 {
+            org.faults.concurrent_limit_calls -= 1;
             org.count("limit_exceeded");
             Some(ApiError::new(
                 403,
                 "REQUEST_LIMIT_EXCEEDED",
-                "TotalRequests Limit exceeded.",
+                "ConcurrentPerOrgLongTxn Limit exceeded.",
             ))
         } else if org.faults.server_error_calls > 0 {
             org.faults.server_error_calls -= 1;
@@ -1419,6 +1419,12 @@ fn admin(state: &AppState, method: Method, path: &str, body: &[u8]) -> Response 
                 let mut merged =
                     serde_json::to_value(FaultsView::from(&org.faults)).unwrap_or(json!({}));
                 for (k, v) in given {
+                    // The fault's old name.
+                    let k = if k == "limit_exceeded_calls" {
+                        "concurrent_limit_calls".to_string()
+                    } else {
+                        k
+                    };
                     merged[k] = v;
                 }
                 match serde_json::from_value::<Faults>(merged) {
@@ -1500,7 +1506,7 @@ struct LimitsUpdate {
 #[derive(serde::Serialize)]
 struct FaultsView {
     expire_tokens_after_calls: Option<u64>,
-    limit_exceeded_calls: u64,
+    concurrent_limit_calls: u64,
     server_error_calls: u64,
     status: Option<u16>,
     fail_next_query_job: Option<String>,
@@ -1514,7 +1520,7 @@ impl From<&Faults> for FaultsView {
     fn from(f: &Faults) -> Self {
         FaultsView {
             expire_tokens_after_calls: f.expire_tokens_after_calls,
-            limit_exceeded_calls: f.limit_exceeded_calls,
+            concurrent_limit_calls: f.concurrent_limit_calls,
             server_error_calls: f.server_error_calls,
             status: f.status,
             fail_next_query_job: f.fail_next_query_job.clone(),
@@ -1726,6 +1732,30 @@ mod tests {
     async fn faults(state: &AppState, body: Value) {
         let answer = call(state, Method::POST, "/__emulator/faults", &body.to_string()).await;
         assert_eq!(answer.status, 204, "{}", answer.text);
+    }
+
+    #[tokio::test]
+    async fn concurrency_limit_answers_clear_after_n_calls() {
+        let state = app();
+        faults(&state, json!({ "concurrent_limit_calls": 2 })).await;
+        for _ in 0..2 {
+            let refused = get(&state, "/services/data/v62.0/limits").await;
+            assert_eq!(refused.status, 403);
+            assert_eq!(
+                refused.json(),
+                json!([{"errorCode": "REQUEST_LIMIT_EXCEEDED",
+                        "message": "ConcurrentPerOrgLongTxn Limit exceeded."}])
+            );
+            assert_eq!(
+                refused.header("Sforce-Limit-Info"),
+                Some("api-usage=0/100000")
+            );
+        }
+        assert_eq!(get(&state, "/services/data/v62.0/limits").await.status, 200);
+        // The old name still sets the same fault.
+        faults(&state, json!({ "limit_exceeded_calls": 1 })).await;
+        assert_eq!(get(&state, "/services/data/v62.0/limits").await.status, 403);
+        assert_eq!(get(&state, "/services/data/v62.0/limits").await.status, 200);
     }
 
     #[tokio::test]
