@@ -129,7 +129,7 @@ def test_partial_failures_go_to_rejects_with_exit_3(emulator, cx, tmp_path, lake
     assert len(emulator.records(OBJECT)) == 3
 
 
-@pytest.mark.parametrize("fault", [{"expire_tokens_after_calls": 1}, {"limit_exceeded_calls": 2},
+@pytest.mark.parametrize("fault", [{"expire_tokens_after_calls": 1}, {"concurrent_limit_calls": 2},
                                    {"server_error_calls": 1, "status": 503}])
 def test_expired_session_and_limit_errors_are_survived(emulator, cx, tmp_path, lake, fault):
     emulator.faults(**fault)

@@ -214,7 +214,7 @@ def test_expired_token_mid_run_logs_in_again(emulator, cx, tmp_path):
     assert con.execute(f"SELECT count(*) FROM {latest}").fetchone()[0] == len(live)
 
 
-@pytest.mark.parametrize("fault", [{"limit_exceeded_calls": 2}, {"server_error_calls": 2, "status": 503}])
+@pytest.mark.parametrize("fault", [{"concurrent_limit_calls": 2}, {"server_error_calls": 2, "status": 503}])
 def test_limit_errors_and_server_errors_are_retried(emulator, cx, tmp_path, fault):
     job = export_job(tmp_path, emulator.url, objects=("Account",), api="rest")
     emulator.faults(**fault)

@@ -14,6 +14,10 @@ const DEFAULT_OBJECTS: &[(&str, &str)] = &[
     ("Account.json", include_str!("../objects/Account.json")),
     ("Contact.json", include_str!("../objects/Contact.json")),
     ("Case.json", include_str!("../objects/Case.json")),
+    (
+        "CaseStatus.json",
+        include_str!("../objects/CaseStatus.json"),
+    ),
     ("User.json", include_str!("../objects/User.json")),
     (
         "Organization.json",
@@ -152,8 +156,13 @@ pub struct ObjectDef {
     pub key_prefix: String,
     /// Fields in describe order.
     pub fields: Vec<FieldDef>,
-    /// Every top-level describe property of the file except `fields`.
+    /// Every top-level describe property of the file except `fields` and the emulator's own
+    /// keys.
     pub raw: Map<String, Value>,
+    /// Bulk API 2.0 query jobs may read the object (emulator data key `"bulkQueryable"`,
+    /// default true; not part of describe, so answers never show it). Objects such as
+    /// `CaseStatus` are refused at job creation with `INVALIDENTITY`.
+    pub bulk_queryable: bool,
 }
 
 /// A describe file that cannot define an object.
@@ -187,6 +196,15 @@ impl ObjectDef {
             .and_then(Value::as_str)
             .unwrap_or("a0Z")
             .to_string();
+        let bulk_queryable = match raw.remove("bulkQueryable") {
+            None => true,
+            Some(Value::Bool(b)) => b,
+            Some(other) => {
+                return Err(bad(format!(
+                    "\"bulkQueryable\" must be true or false, not {other}"
+                )))
+            }
+        };
         let Some(Value::Array(items)) = raw.remove("fields") else {
             return Err(bad("no \"fields\" array".into()));
         };
@@ -217,6 +235,7 @@ impl ObjectDef {
             key_prefix,
             fields,
             raw,
+            bulk_queryable,
         })
     }
 
@@ -744,6 +763,26 @@ pub fn seed(base_ms: i64) -> BTreeMap<String, Vec<BTreeMap<String, Value>>> {
         r.insert("Location__Longitude__s".into(), json!(8.5417));
         out.entry("CX_Interaction__c".into()).or_default().push(r);
     }
+    // Case status values (setup data: Bulk API 2.0 refuses the object). Seeded last, so the
+    // records above keep their values and modstamps.
+    for (i, (label, closed)) in [
+        ("New", false),
+        ("Working", false),
+        ("Escalated", false),
+        ("On Hold", false),
+        ("Closed", true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = system(make_id("01J", i as u64 + 1), next_stamp(&mut rng), false);
+        r.insert("MasterLabel".into(), json!(label));
+        r.insert("ApiName".into(), json!(label));
+        r.insert("SortOrder".into(), json!(i + 1));
+        r.insert("IsClosed".into(), json!(closed));
+        r.insert("IsDefault".into(), json!(i == 0));
+        out.entry("CaseStatus".into()).or_default().push(r);
+    }
     out
 }
 
@@ -758,6 +797,7 @@ mod tests {
             "Account",
             "Contact",
             "Case",
+            "CaseStatus",
             "User",
             "Organization",
             "CX_Interaction__c",

@@ -42,14 +42,19 @@ impl ApiError {
 pub struct Faults {
     /// After this many more data calls every session expires (401 INVALID_SESSION_ID).
     pub expire_tokens_after_calls: Option<u64>,
-    /// The next N data calls fail with 403 REQUEST_LIMIT_EXCEEDED.
-    pub limit_exceeded_calls: u64,
+    /// The next N data calls fail with 403 REQUEST_LIMIT_EXCEEDED `ConcurrentPerOrgLongTxn
+    /// Limit exceeded.` (a limit that clears by itself). `limit_exceeded_calls` is accepted as
+    /// the old name.
+    pub concurrent_limit_calls: u64,
     /// The next N data calls fail with `status` (default 503).
     pub server_error_calls: u64,
     /// Status of injected server errors.
     pub status: Option<u16>,
     /// The next Bulk query job ends Failed with this message.
     pub fail_next_query_job: Option<String>,
+    /// While set, every Bulk query job matching more than this many records ends Failed (on the
+    /// poll that would complete it) with Salesforce's internal-retry message.
+    pub bulk_fail_above_records: Option<u64>,
     /// Bulk jobs stay InProgress for this many more polls.
     pub slow_job_polls: u32,
     /// Ingest rows whose `field` equals `value` fail with `error`.
@@ -91,6 +96,11 @@ pub struct RowFault {
     /// `STATUS_CODE:message`.
     pub error: String,
 }
+
+/// The `errorMessage` of a Bulk API 2.0 query job that failed after Salesforce's internal
+/// retries (reference §1: Bulk 2.0 retries a query itself and gives up after 15 retries).
+pub const RETRIES_EXHAUSTED: &str =
+    "Retried more than 15 times. Please see the Bulk API troubleshooting documentation.";
 
 /// A selected column, resolved against describe.
 #[derive(Debug, Clone)]
@@ -137,9 +147,30 @@ pub struct Job {
     pub counts: (u64, u64),
 }
 
+/// The org's rolling daily API request allowance (`DailyApiRequests`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Allowance {
+    /// `DailyApiRequests` Max.
+    #[serde(rename = "daily_api_requests")]
+    pub max: u64,
+    /// Requests counted in the current window.
+    pub used: u64,
+}
+
+impl Default for Allowance {
+    fn default() -> Self {
+        Allowance {
+            max: 100_000,
+            used: 0,
+        }
+    }
+}
+
 /// The whole org.
 #[derive(Default)]
 pub struct Org {
+    /// The daily API request allowance and its use.
+    pub allowance: Allowance,
     /// Objects by API name.
     pub objects: BTreeMap<String, ObjectDef>,
     /// Records by object.

@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::model::{stamp, ObjectDef};
-use super::org::{ApiError, Faults, Job, Org, PageFault, Record, Selected};
+use super::org::{ApiError, Faults, Job, Org, PageFault, Record, Selected, RETRIES_EXHAUSTED};
 use super::rows;
 use super::soql;
 use super::wire;
@@ -399,7 +399,7 @@ async fn services(
     let query = url_decode_pairs(query_text);
     let headers = headers.clone();
     let body = Bytes::copy_from_slice(body);
-    {
+    let refusal = {
         let mut org = state.org.lock().expect("lock");
         let bearer = bearer(&headers);
         if let Some(n) = org.faults.expire_tokens_after_calls {
@@ -413,25 +413,40 @@ async fn services(
         if let Err(e) = check_session(&mut org, bearer) {
             return api_error(e);
         }
-        if org.faults.limit_exceeded_calls > 0 {
-            org.faults.limit_exceeded_calls -= 1;
-            org.count("limit_exceeded");
-            return api_error(ApiError::new(
+        // A refused call does not count against the allowance; every other data call does.
+        if org.allowance.used >= org.allowance.max {
+            org.count("daily_limit_exceeded");
+            Some(ApiError::new(
                 403,
                 "REQUEST_LIMIT_EXCEEDED",
                 "TotalRequests Limit exceeded.",
-            ));
-        }
-        if org.faults.server_error_calls > 0 {
+            ))
+        } else if org.faults.concurrent_limit_calls > 0 {
+            org.faults.concurrent_limit_calls -= 1;
+            org.count("limit_exceeded");
+            Some(ApiError::new(
+                403,
+                "REQUEST_LIMIT_EXCEEDED",
+                "ConcurrentPerOrgLongTxn Limit exceeded.",
+            ))
+        } else if org.faults.server_error_calls > 0 {
             org.faults.server_error_calls -= 1;
             org.count("server_error");
             let status = org.faults.status.unwrap_or(503);
-            return api_error(ApiError::new(
+            Some(ApiError::new(
                 status,
                 "SERVER_UNAVAILABLE",
                 "Service temporarily unavailable",
-            ));
+            ))
+        } else {
+            org.allowance.used += 1;
+            None
         }
+    };
+    if let Some(e) = refusal {
+        let mut response = api_error(e);
+        limit_info(state.org.lock().expect("lock").allowance, &mut response);
+        return response;
     }
     let gzip = headers
         .get("Accept-Encoding")
@@ -503,18 +518,16 @@ async fn services(
         Ok(r) => r,
         Err(e) => api_error(e),
     };
-    let total = state
-        .org
-        .lock()
-        .expect("lock")
-        .stats
-        .get("total")
-        .copied()
-        .unwrap_or(0);
-    if let Ok(v) = HeaderValue::from_str(&format!("api-usage={total}/100000")) {
+    limit_info(state.org.lock().expect("lock").allowance, &mut response);
+    response
+}
+
+/// `Sforce-Limit-Info: api-usage=USED/MAX`, on every data response (reference §3).
+fn limit_info(allowance: super::org::Allowance, response: &mut Response) {
+    let text = format!("api-usage={}/{}", allowance.used, allowance.max);
+    if let Ok(v) = HeaderValue::from_str(&text) {
         response.headers_mut().insert("Sforce-Limit-Info", v);
     }
-    response
 }
 
 pub(crate) type Handled = Result<Response, ApiError>;
@@ -522,11 +535,11 @@ pub(crate) type Handled = Result<Response, ApiError>;
 fn limits(state: &AppState) -> Handled {
     let mut org = state.org.lock().expect("lock");
     org.count("limits");
-    let used = org.stats.get("total").copied().unwrap_or(0);
+    let super::org::Allowance { max, used } = org.allowance;
     Ok(json_response(
         200,
         &json!({
-            "DailyApiRequests": { "Max": 100000, "Remaining": 100000 - used.min(100000) },
+            "DailyApiRequests": { "Max": max, "Remaining": max.saturating_sub(used) },
             "DailyBulkApiBatches": { "Max": 15000, "Remaining": 15000 },
             "DailyBulkV2QueryJobs": { "Max": 10000, "Remaining": 10000 },
             "DailyBulkV2QueryFileStorageMB": { "Max": 1048576, "Remaining": 1048576 },
@@ -835,12 +848,7 @@ fn job_json(job: &Job, query: bool) -> Value {
     if query {
         v["isPkChunkingSupported"] = json!(true);
         if job.state == "JobComplete" {
-            let n = match (&job.result, &job.canned) {
-                (Some((_, rows)), _) => rows.len() as u64,
-                (_, Some(pages)) => pages.iter().map(|(_, n)| n).sum(),
-                _ => 0,
-            };
-            v["numberRecordsProcessed"] = json!(n);
+            v["numberRecordsProcessed"] = json!(query_job_records(job));
         }
     } else {
         v["externalIdFieldName"] = json!(job.external_id);
@@ -857,6 +865,15 @@ fn job_json(job: &Job, query: bool) -> Value {
         v["errorMessage"] = json!(e);
     }
     v
+}
+
+/// The number of records a query job's query matched (its result rows or canned pages).
+fn query_job_records(job: &Job) -> u64 {
+    match (&job.result, &job.canned) {
+        (Some((_, rows)), _) => rows.len() as u64,
+        (_, Some(pages)) => pages.iter().map(|(_, n)| n).sum(),
+        _ => 0,
+    }
 }
 
 fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
@@ -891,6 +908,19 @@ fn create_query_job(state: &AppState, body: &[u8], version: &str) -> Handled {
             400,
             "API_ERROR",
             "Aggregate functions such as COUNT() are not supported in Bulk Query",
+        ));
+    }
+    // Objects Bulk API 2.0 cannot serve (describe data `"bulkQueryable": false`) are refused
+    // at creation, with the body Salesforce answers (reference §2).
+    if let Some(def) = soql::parse(&soql)
+        .ok()
+        .and_then(|q| org.object(&q.object).ok())
+        .filter(|d| !d.bulk_queryable)
+    {
+        return Err(ApiError::new(
+            400,
+            "INVALIDENTITY",
+            format!("Entity '{}' is not supported by the Bulk API.", def.name),
         ));
     }
     let canned = super::canned_pages(&org, &soql);
@@ -982,6 +1012,7 @@ fn list_jobs(state: &AppState, kind: &str) -> Handled {
 fn job_info(state: &AppState, id: &str, query: bool) -> Handled {
     let mut org = state.org.lock().expect("lock");
     org.count(if query { "bulk_poll" } else { "ingest_poll" });
+    let fail_above = org.faults.bulk_fail_above_records;
     let job = org
         .jobs
         .get_mut(id)
@@ -993,6 +1024,9 @@ fn job_info(state: &AppState, id: &str, query: bool) -> Handled {
             job.polls_left -= 1;
             job.state = "InProgress".into();
         } else if job.error.is_some() {
+            job.state = "Failed".into();
+        } else if query && fail_above.is_some_and(|max| query_job_records(job) > max) {
+            job.error = Some(RETRIES_EXHAUSTED.into());
             job.state = "Failed".into();
         } else {
             job.state = "JobComplete".into();
@@ -1385,6 +1419,12 @@ fn admin(state: &AppState, method: Method, path: &str, body: &[u8]) -> Response 
                 let mut merged =
                     serde_json::to_value(FaultsView::from(&org.faults)).unwrap_or(json!({}));
                 for (k, v) in given {
+                    // The fault's old name.
+                    let k = if k == "limit_exceeded_calls" {
+                        "concurrent_limit_calls".to_string()
+                    } else {
+                        k
+                    };
                     merged[k] = v;
                 }
                 match serde_json::from_value::<Faults>(merged) {
@@ -1396,6 +1436,19 @@ fn admin(state: &AppState, method: Method, path: &str, body: &[u8]) -> Response 
                 }
             }
             _ => Err(ApiError::new(400, "BAD_FAULT", "expected a JSON object")),
+        },
+        (Method::GET, ["limits"]) => Ok(json_response(200, &json!(org.allowance))),
+        (Method::POST, ["limits"]) => match serde_json::from_slice::<LimitsUpdate>(body) {
+            Ok(update) => {
+                if let Some(max) = update.daily_api_requests {
+                    org.allowance.max = max;
+                }
+                if let Some(used) = update.used {
+                    org.allowance.used = used;
+                }
+                Ok(json_response(200, &json!(org.allowance)))
+            }
+            Err(e) => Err(ApiError::new(400, "BAD_LIMITS", e.to_string())),
         },
         (Method::DELETE, ["faults"]) => {
             org.faults = Faults::default();
@@ -1441,14 +1494,23 @@ fn admin(state: &AppState, method: Method, path: &str, body: &[u8]) -> Response 
     result.unwrap_or_else(api_error)
 }
 
+/// `POST /__emulator/limits`: either key may be left out.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsUpdate {
+    daily_api_requests: Option<u64>,
+    used: Option<u64>,
+}
+
 /// Faults as JSON (to merge partial updates).
 #[derive(serde::Serialize)]
 struct FaultsView {
     expire_tokens_after_calls: Option<u64>,
-    limit_exceeded_calls: u64,
+    concurrent_limit_calls: u64,
     server_error_calls: u64,
     status: Option<u16>,
     fail_next_query_job: Option<String>,
+    bulk_fail_above_records: Option<u64>,
     slow_job_polls: u32,
     fail_ingest_rows_matching: Option<Value>,
     corrupt_page: Option<PageFault>,
@@ -1458,10 +1520,11 @@ impl From<&Faults> for FaultsView {
     fn from(f: &Faults) -> Self {
         FaultsView {
             expire_tokens_after_calls: f.expire_tokens_after_calls,
-            limit_exceeded_calls: f.limit_exceeded_calls,
+            concurrent_limit_calls: f.concurrent_limit_calls,
             server_error_calls: f.server_error_calls,
             status: f.status,
             fail_next_query_job: f.fail_next_query_job.clone(),
+            bulk_fail_above_records: f.bulk_fail_above_records,
             slow_job_polls: f.slow_job_polls,
             fail_ingest_rows_matching: f
                 .fail_ingest_rows_matching
@@ -1469,5 +1532,312 @@ impl From<&Faults> for FaultsView {
                 .map(|r| json!({ "field": r.field, "value": r.value, "error": r.error })),
             corrupt_page: f.corrupt_page.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "00Dcx0000000001!test";
+
+    /// A seeded org behind the dispatcher, with one live access token.
+    fn app() -> AppState {
+        let mut org = Org {
+            bulk_page_size: 50_000,
+            ..Org::default()
+        };
+        let config = crate::EmulatorConfig {
+            seed: true,
+            ..crate::EmulatorConfig::default()
+        };
+        crate::load_objects(&mut org, &config).unwrap();
+        org.tokens.insert(TOKEN.into());
+        AppState {
+            org: Arc::new(Mutex::new(org)),
+            credentials: Arc::new(OrgCredentials::default()),
+            base_url: Arc::new(Mutex::new("http://127.0.0.1:1".into())),
+        }
+    }
+
+    struct Answer {
+        status: u16,
+        headers: HeaderMap,
+        text: String,
+    }
+
+    impl Answer {
+        fn json(&self) -> Value {
+            serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
+        }
+
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers.get(name).and_then(|v| v.to_str().ok())
+        }
+    }
+
+    async fn call(state: &AppState, method: Method, uri: &str, body: &str) -> Answer {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "Authorization",
+            HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap(),
+        );
+        let response = dispatch(
+            State(state.clone()),
+            method,
+            uri.parse().unwrap(),
+            headers,
+            Bytes::from(body.to_string()),
+        )
+        .await;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Answer {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn get(state: &AppState, uri: &str) -> Answer {
+        call(state, Method::GET, uri, "").await
+    }
+
+    async fn create_job(state: &AppState, soql: &str) -> Answer {
+        let body = json!({ "operation": "queryAll", "query": soql }).to_string();
+        call(
+            state,
+            Method::POST,
+            "/services/data/v62.0/jobs/query",
+            &body,
+        )
+        .await
+    }
+
+    /// Polls a query job until it is no longer queued or running.
+    async fn finish(state: &AppState, id: &str) -> Value {
+        for _ in 0..10 {
+            let info = get(state, &format!("/services/data/v62.0/jobs/query/{id}"))
+                .await
+                .json();
+            if !matches!(
+                info["state"].as_str(),
+                Some("UploadComplete" | "InProgress")
+            ) {
+                return info;
+            }
+        }
+        panic!("job {id} never finished");
+    }
+
+    #[tokio::test]
+    async fn the_daily_allowance_counts_data_calls_and_refuses_when_spent() {
+        let state = app();
+        let post = |body: Value| {
+            let state = state.clone();
+            async move {
+                call(
+                    &state,
+                    Method::POST,
+                    "/__emulator/limits",
+                    &body.to_string(),
+                )
+                .await
+            }
+        };
+        assert_eq!(
+            get(&state, "/__emulator/limits").await.json(),
+            json!({"daily_api_requests": 100000, "used": 0})
+        );
+        let first = get(&state, "/services/data/v62.0/sobjects").await;
+        assert_eq!(
+            first.header("Sforce-Limit-Info"),
+            Some("api-usage=1/100000")
+        );
+        let limits = get(&state, "/services/data/v62.0/limits").await;
+        assert_eq!(
+            limits.header("Sforce-Limit-Info"),
+            Some("api-usage=2/100000")
+        );
+        let limits = limits.json();
+        assert_eq!(
+            limits["DailyApiRequests"],
+            json!({"Max": 100000, "Remaining": 99998})
+        );
+        assert!(limits["DailyBulkV2QueryJobs"]["Max"].is_number());
+        // Token calls and the versions list do not count.
+        let versions = get(&state, "/services/data").await;
+        assert_eq!(versions.status, 200);
+        assert_eq!(versions.header("Sforce-Limit-Info"), None);
+        assert_eq!(
+            post(json!({"daily_api_requests": 10})).await.json(),
+            json!({"daily_api_requests": 10, "used": 2})
+        );
+        assert_eq!(
+            post(json!({"used": 9})).await.json(),
+            json!({"daily_api_requests": 10, "used": 9})
+        );
+        let last = get(&state, "/services/data/v62.0/limits").await;
+        assert_eq!(last.status, 200);
+        assert_eq!(last.header("Sforce-Limit-Info"), Some("api-usage=10/10"));
+        assert_eq!(
+            last.json()["DailyApiRequests"],
+            json!({"Max": 10, "Remaining": 0})
+        );
+        for _ in 0..2 {
+            let refused = get(&state, "/services/data/v62.0/sobjects").await;
+            assert_eq!(refused.status, 403);
+            assert_eq!(
+                refused.json(),
+                json!([{"errorCode": "REQUEST_LIMIT_EXCEEDED",
+                        "message": "TotalRequests Limit exceeded."}])
+            );
+            assert_eq!(refused.header("Sforce-Limit-Info"), Some("api-usage=10/10"));
+        }
+        assert_eq!(get(&state, "/services/data").await.status, 200);
+        let token = call(
+            &state,
+            Method::POST,
+            "/services/oauth2/token?grant_type=client_credentials&client_id=cxlake-demo-client&client_secret=cxlake-demo-secret",
+            "",
+        )
+        .await;
+        assert_eq!(token.status, 200, "{}", token.text);
+        // Lowering the used count (or raising Max) lifts the refusal; Remaining never goes negative.
+        post(json!({"used": 20})).await;
+        assert_eq!(get(&state, "/__emulator/limits").await.json()["used"], 20);
+        post(json!({"daily_api_requests": 30})).await;
+        let again = get(&state, "/services/data/v62.0/limits").await;
+        assert_eq!(
+            again.json()["DailyApiRequests"],
+            json!({"Max": 30, "Remaining": 9})
+        );
+        post(json!({"daily_api_requests": 5})).await;
+        assert_eq!(post(json!({"bogus": 1})).await.status, 400);
+        assert_eq!(
+            get(&state, "/services/data/v62.0/sobjects").await.status,
+            403
+        );
+        post(json!({"used": 0})).await;
+        let ok = get(&state, "/services/data/v62.0/sobjects").await;
+        assert_eq!(
+            (ok.status, ok.header("Sforce-Limit-Info")),
+            (200, Some("api-usage=1/5"))
+        );
+    }
+
+    async fn faults(state: &AppState, body: Value) {
+        let answer = call(state, Method::POST, "/__emulator/faults", &body.to_string()).await;
+        assert_eq!(answer.status, 204, "{}", answer.text);
+    }
+
+    #[tokio::test]
+    async fn concurrency_limit_answers_clear_after_n_calls() {
+        let state = app();
+        faults(&state, json!({ "concurrent_limit_calls": 2 })).await;
+        for _ in 0..2 {
+            let refused = get(&state, "/services/data/v62.0/limits").await;
+            assert_eq!(refused.status, 403);
+            assert_eq!(
+                refused.json(),
+                json!([{"errorCode": "REQUEST_LIMIT_EXCEEDED",
+                        "message": "ConcurrentPerOrgLongTxn Limit exceeded."}])
+            );
+            assert_eq!(
+                refused.header("Sforce-Limit-Info"),
+                Some("api-usage=0/100000")
+            );
+        }
+        assert_eq!(get(&state, "/services/data/v62.0/limits").await.status, 200);
+        // The old name still sets the same fault.
+        faults(&state, json!({ "limit_exceeded_calls": 1 })).await;
+        assert_eq!(get(&state, "/services/data/v62.0/limits").await.status, 403);
+        assert_eq!(get(&state, "/services/data/v62.0/limits").await.status, 200);
+    }
+
+    #[tokio::test]
+    async fn query_jobs_over_the_record_threshold_fail_while_it_is_set() {
+        let state = app();
+        // 50 Accounts seeded (one deleted: queryAll sees it), 5 case statuses; Case has 80.
+        faults(&state, json!({ "bulk_fail_above_records": 50 })).await;
+        for _ in 0..2 {
+            let job = create_job(&state, "SELECT Id FROM Case").await.json();
+            let info = finish(&state, job["id"].as_str().unwrap()).await;
+            assert_eq!(info["state"], "Failed", "persistent, not once: {info}");
+            assert_eq!(
+                info["errorMessage"],
+                "Retried more than 15 times. Please see the Bulk API troubleshooting documentation."
+            );
+        }
+        let job = create_job(&state, "SELECT Id FROM Account").await.json();
+        let info = finish(&state, job["id"].as_str().unwrap()).await;
+        assert_eq!(info["state"], "JobComplete", "at the threshold: {info}");
+        assert_eq!(info["numberRecordsProcessed"], 50);
+        let view = get(&state, "/__emulator/faults").await;
+        assert_eq!(view.status, 404, "faults are write-only");
+        faults(&state, json!({ "bulk_fail_above_records": null })).await;
+        let job = create_job(&state, "SELECT Id FROM Case").await.json();
+        let info = finish(&state, job["id"].as_str().unwrap()).await;
+        assert_eq!(info["state"], "JobComplete");
+        // The one-shot fault still fails exactly one job.
+        faults(&state, json!({ "fail_next_query_job": "boom" })).await;
+        let job = create_job(&state, "SELECT Id FROM Case").await.json();
+        let info = finish(&state, job["id"].as_str().unwrap()).await;
+        assert_eq!(
+            (info["state"].as_str(), info["errorMessage"].as_str()),
+            (Some("Failed"), Some("boom"))
+        );
+        let job = create_job(&state, "SELECT Id FROM Case").await.json();
+        assert_eq!(
+            finish(&state, job["id"].as_str().unwrap()).await["state"],
+            "JobComplete"
+        );
+    }
+
+    #[tokio::test]
+    async fn bulk_refuses_objects_marked_not_bulk_queryable() {
+        let state = app();
+        let refused = create_job(&state, "SELECT Id, MasterLabel FROM CaseStatus").await;
+        assert_eq!(refused.status, 400);
+        assert_eq!(
+            refused.json(),
+            json!([{"errorCode": "INVALIDENTITY",
+                    "message": "Entity 'CaseStatus' is not supported by the Bulk API."}])
+        );
+        let rest = get(
+            &state,
+            "/services/data/v62.0/queryAll?q=SELECT+Id,MasterLabel,IsClosed+FROM+CaseStatus",
+        )
+        .await;
+        assert_eq!(rest.status, 200);
+        let labels: Vec<Value> = rest.json()["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["MasterLabel"].clone())
+            .collect();
+        assert_eq!(
+            labels,
+            json!(["New", "Working", "Escalated", "On Hold", "Closed"])
+                .as_array()
+                .unwrap()
+                .clone()
+        );
+        let describe = get(&state, "/services/data/v62.0/sobjects/CaseStatus/describe")
+            .await
+            .json();
+        assert_eq!(describe["keyPrefix"], "01J");
+        assert!(describe.get("bulkQueryable").is_none(), "an emulator key");
+        let global = get(&state, "/services/data/v62.0/sobjects").await.json();
+        assert!(global["sobjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o.get("bulkQueryable").is_none()));
+        let ok = create_job(&state, "SELECT Id FROM Account").await;
+        assert_eq!(ok.status, 200, "{}", ok.text);
     }
 }
