@@ -869,7 +869,7 @@ impl<'a> ExportJob<'a> {
         let watermark_before = object_state.watermark;
         let mut plan = match object_state.plan.clone().filter(|_| persist) {
             Some(plan) => {
-                tracing::info!(object = %spec.name, done = plan.slices.iter().filter(|s| s.done).count(), windows = plan.slices.len(), until = %plan.until, "resuming the unfinished run of this object");
+                tracing::warn!(object = %spec.name, done = plan.slices.iter().filter(|s| s.done).count(), windows = plan.slices.len(), until = %plan.until, "resuming the unfinished run of this object (killed or stopped before): only its unfinished windows are read");
                 plan
             }
             None => {
@@ -1067,7 +1067,8 @@ impl<'a> ExportJob<'a> {
                 }
             };
             history_bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
-            if !key.contains("/part-deletes-") {
+            // What this run wrote (a resumed plan's earlier windows were counted by their run).
+            if written.contains_key(key) && !key.contains("/part-deletes-") {
                 rows_written += file_rows(&path)?;
             }
             change_files.push(path);
