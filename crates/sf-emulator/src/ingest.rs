@@ -156,10 +156,8 @@ pub fn process(org: &mut Org, job: &Job) -> Result<Outcome, String> {
             None if job.operation == "delete" => {
                 let i = existing.expect("checked");
                 let at = org.tick();
-                let record = &mut org.records.get_mut(&def.name).expect("present")[i];
-                record.insert("IsDeleted".into(), Value::Bool(true));
-                record.insert("SystemModstamp".into(), Value::from(stamp(at)));
-                let id = record
+                org.mark_deleted(&def.name, i, at);
+                let id = org.records[&def.name][i]
                     .get("Id")
                     .and_then(Value::as_str)
                     .unwrap_or_default()

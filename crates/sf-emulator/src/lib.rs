@@ -296,6 +296,11 @@ fn load_objects(org: &mut Org, config: &EmulatorConfig) -> Result<(), EmulatorEr
             }
         }
     }
+    // The org began with its standing records; records that start out deleted were deleted
+    // now, as far as the recycle bin and the delete log know.
+    org.started = base_ms - 86_400_000;
+    let now = org.now();
+    org.log_unlogged_deletions(now);
     Ok(())
 }
 

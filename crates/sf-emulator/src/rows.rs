@@ -10,7 +10,7 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use crate::ingest::write;
-use crate::model::{stamp, FieldDef, ObjectDef};
+use crate::model::{FieldDef, ObjectDef};
 use crate::org::{ApiError, Org, Selected};
 use crate::server::{json_response, respond, rest_record, AppState, Handled};
 use crate::wire;
@@ -293,10 +293,7 @@ pub fn delete(state: &AppState, object: &str, id: &str) -> Handled {
         return Err(ApiError::new(404, "ENTITY_IS_DELETED", "entity is deleted"));
     }
     let at = org.tick();
-    let record = &mut org.records.get_mut(&def.name).expect("present")[index];
-    record.insert("IsDeleted".into(), Value::Bool(true));
-    record.insert("SystemModstamp".into(), Value::from(stamp(at)));
-    record.insert("LastModifiedDate".into(), Value::from(stamp(at)));
+    org.mark_deleted(&def.name, index, at);
     org.persist(&def.name);
     Ok(respond(204, "application/json;charset=UTF-8", ""))
 }
