@@ -143,7 +143,7 @@ fn body_values(
                 vec![key.clone()],
             ));
         };
-        if (insert && !field.createable) || (!insert && !field.updateable) {
+        if field.calculated || (insert && !field.createable) || (!insert && !field.updateable) {
             read_only.push(field.name.clone());
             continue;
         }
@@ -162,10 +162,7 @@ fn body_values(
         return Err(field_error(
             400,
             "INVALID_FIELD_FOR_INSERT_UPDATE",
-            format!(
-                "Unable to create/update fields: {}. Please check the security settings of this field and verify that it is read/write for your profile or permission set.",
-                read_only.join(", ")
-            ),
+            crate::ingest::read_only(&read_only.join(", ")),
             read_only,
         ));
     }

@@ -2019,6 +2019,92 @@ mod tests {
         assert_eq!(back.status, 400);
     }
 
+    #[tokio::test]
+    async fn formula_fields_are_described_computed_and_refused_on_writes() {
+        let state = app();
+        let describe = get(
+            &state,
+            "/services/data/v62.0/sobjects/CX_Interaction__c/describe",
+        )
+        .await
+        .json();
+        let field = describe["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "Handle_Minutes__c")
+            .unwrap()
+            .clone();
+        assert_eq!(field["calculated"], true);
+        assert_eq!(field["calculatedFormula"], "Handle_Seconds__c / 60");
+        assert_eq!(
+            (field["createable"].clone(), field["updateable"].clone()),
+            (json!(false), json!(false))
+        );
+        let plain = describe["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "Name")
+            .unwrap()
+            .clone();
+        assert_eq!(plain["calculated"], false);
+        {
+            let org = state.org.lock().unwrap();
+            for r in &org.records["CX_Interaction__c"] {
+                match r["Handle_Seconds__c"].as_f64() {
+                    None => assert!(r["Handle_Minutes__c"].is_null()),
+                    Some(s) => {
+                        let m = r["Handle_Minutes__c"].as_f64().unwrap();
+                        assert!((m - s / 60.0).abs() <= 0.005 + 1e-9, "{s} {m}");
+                    }
+                }
+            }
+        }
+        let refused = call(
+            &state,
+            Method::POST,
+            "/services/data/v62.0/sobjects/CX_Interaction__c",
+            r#"{"Name": "X", "Handle_Minutes__c": 3}"#,
+        )
+        .await;
+        assert_eq!(refused.status, 400);
+        assert_eq!(
+            refused.json()[0]["errorCode"],
+            "INVALID_FIELD_FOR_INSERT_UPDATE"
+        );
+        let created = call(
+            &state,
+            Method::POST,
+            "/services/data/v62.0/sobjects/CX_Interaction__c",
+            r#"{"Name": "X", "Handle_Seconds__c": 90}"#,
+        )
+        .await
+        .json();
+        let id = created["id"].as_str().unwrap();
+        let record = get(
+            &state,
+            &format!(
+                "/services/data/v62.0/sobjects/CX_Interaction__c/{id}?fields=Handle_Minutes__c"
+            ),
+        )
+        .await
+        .json();
+        assert_eq!(record["Handle_Minutes__c"], 1.5, "recomputed on write");
+        let collections = call(
+            &state,
+            Method::PATCH,
+            "/services/data/v62.0/composite/sobjects/CX_Interaction__c/External_Key__c",
+            r#"{"records": [{"attributes": {"type": "CX_Interaction__c"}, "External_Key__c": "EXT-1", "Handle_Minutes__c": 2}]}"#,
+        )
+        .await;
+        assert_eq!(collections.status, 200);
+        assert_eq!(
+            collections.json()[0]["errors"][0]["statusCode"],
+            "INVALID_FIELD_FOR_INSERT_UPDATE"
+        );
+    }
+
     async fn faults(state: &AppState, body: Value) {
         let answer = call(state, Method::POST, "/__emulator/faults", &body.to_string()).await;
         assert_eq!(answer.status, 204, "{}", answer.text);
