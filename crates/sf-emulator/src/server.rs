@@ -59,7 +59,8 @@ fn oauth_error(error: &str, description: &str) -> Response {
     )
 }
 
-fn token() -> String {
+/// 24 random bytes as hex.
+fn random_hex() -> String {
     let mut bytes = [0u8; 24];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut f, &mut bytes);
@@ -67,53 +68,44 @@ fn token() -> String {
         let t = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
         bytes[..8].copy_from_slice(&t.to_le_bytes());
     }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("00Dcx0000000001!{hex}")
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An access token: the org id, `!`, opaque text (Salesforce's session id shape).
+fn token() -> String {
+    format!("00Dcx0000000001!{}", random_hex())
+}
+
+/// A refresh token: only `[A-Za-z0-9._-]` (no `!`, which the sf CLI's `org login sfdx-url`
+/// refuses in the `force://` URL it parses).
+fn refresh_token() -> String {
+    format!("5Aep861.{}", random_hex())
 }
 
 fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
-    url_decode_pairs(std::str::from_utf8(body).unwrap_or_default())
+    form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn url_decode_pairs(text: &str) -> std::collections::HashMap<String, String> {
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+/// `application/x-www-form-urlencoded` pairs (a query string or form body); a name given twice
+/// keeps its last value.
+pub(crate) fn url_decode_pairs(text: &str) -> std::collections::HashMap<String, String> {
+    form_urlencoded::parse(text.as_bytes())
+        .into_owned()
         .collect()
 }
 
 /// A percent-encoded path segment, decoded (`+` is a plus sign in paths).
 fn decode_path_segment(segment: &str) -> String {
-    percent_decode(&segment.replace('+', "%2B"))
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
-pub(crate) fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                    16,
-                ) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// One form-encoded value (`+` is a space), as in HTTP Basic client credentials.
+fn form_value(text: &str) -> String {
+    percent_encoding::percent_decode_str(&text.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// `POST /services/oauth2/token`. Parameters come from the form body and, as the CTI Lambdas
@@ -133,8 +125,8 @@ fn oauth(state: &AppState, headers: &HeaderMap, body: &[u8], query: &str) -> Res
         {
             if let Some(decoded) = base64_decode(basic) {
                 if let Some((i, s)) = decoded.split_once(':') {
-                    id = Some(percent_decode(i));
-                    secret = Some(percent_decode(s));
+                    id = Some(form_value(i));
+                    secret = Some(form_value(s));
                 }
             }
         }
@@ -151,7 +143,7 @@ fn oauth(state: &AppState, headers: &HeaderMap, body: &[u8], query: &str) -> Res
             "signature": "c2lnbmF0dXJl", "scope": "api web refresh_token",
         });
         if refresh {
-            let r = token();
+            let r = refresh_token();
             org.refresh_tokens.insert(r.clone());
             body["refresh_token"] = json!(r);
         }
@@ -2103,6 +2095,72 @@ mod tests {
             collections.json()[0]["errors"][0]["statusCode"],
             "INVALID_FIELD_FOR_INSERT_UPDATE"
         );
+    }
+
+    #[tokio::test]
+    async fn refresh_tokens_are_url_safe_and_work() {
+        let state = app();
+        let login = call(
+            &state,
+            Method::POST,
+            "/services/oauth2/token",
+            "grant_type=password&client_id=cxlake-demo-client&client_secret=cxlake-demo-secret\
+             &username=integration%40cxlake.demo&password=cxlake-demo-password",
+        )
+        .await;
+        assert_eq!(login.status, 200, "{}", login.text);
+        let refresh = login.json()["refresh_token"].as_str().unwrap().to_string();
+        assert!(refresh
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')));
+        let again = call(
+            &state,
+            Method::POST,
+            "/services/oauth2/token",
+            &format!("grant_type=refresh_token&client_id=cxlake-demo-client&client_secret=cxlake-demo-secret&refresh_token={refresh}"),
+        )
+        .await;
+        assert_eq!(again.status, 200, "{}", again.text);
+    }
+
+    #[test]
+    fn decoding_of_queries_forms_and_paths() {
+        let pairs = url_decode_pairs("q=SELECT+Id+FROM+A%20B&x&a=1&a=%2B2&=&bad=%zz");
+        assert_eq!(pairs["q"], "SELECT Id FROM A B");
+        assert_eq!(pairs["x"], "");
+        assert_eq!(pairs["a"], "+2", "the last value wins");
+        assert_eq!(pairs["bad"], "%zz");
+        assert_eq!(decode_path_segment("EXT+1%20a%C3%A9"), "EXT+1 a\u{e9}");
+        assert_eq!(form_value("my+id%2B"), "my id+");
+    }
+
+    #[test]
+    fn seeded_decimals_carry_at_most_their_scale() {
+        let state = app();
+        let org = state.org.lock().unwrap();
+        for (object, records) in &org.records {
+            let def = org.object(object).unwrap();
+            for field in def
+                .fields
+                .iter()
+                .filter(|f| matches!(f.ftype.as_str(), "double" | "currency" | "percent"))
+            {
+                let Some(scale) = field.raw.get("scale").and_then(Value::as_u64) else {
+                    continue;
+                };
+                for r in records {
+                    if let Some(x) = r.get(&field.name).and_then(Value::as_f64) {
+                        let text = x.to_string();
+                        let digits = text.split_once('.').map_or(0, |(_, f)| f.len());
+                        assert!(
+                            digits as u64 <= scale || text.contains('e'),
+                            "{object}.{} = {text} (scale {scale})",
+                            field.name
+                        );
+                    }
+                }
+            }
+        }
     }
 
     async fn faults(state: &AppState, body: Value) {
