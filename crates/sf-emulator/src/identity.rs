@@ -64,10 +64,8 @@ fn session(state: &AppState, headers: &HeaderMap, query: &str) -> Result<String,
     let mut org = state.org.lock().expect("lock");
     org.count("identity");
     // The identity URL also takes the token as `oauth_token` in the query string.
-    let from_query = query
-        .split('&')
-        .find_map(|p| p.strip_prefix("oauth_token="))
-        .map(crate::server::percent_decode)
+    let from_query = crate::server::url_decode_pairs(query)
+        .remove("oauth_token")
         .unwrap_or_default();
     let token = match bearer(headers) {
         "" => from_query.as_str(),

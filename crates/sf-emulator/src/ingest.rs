@@ -17,7 +17,13 @@ fn find(org: &Org, object: &str, field: &str, value: &str) -> Option<usize> {
     })
 }
 
-/// Writes `values` into a new or existing record; returns (id, created).
+/// Salesforce's message for a write to a field that cannot be written (a formula field).
+pub(crate) fn read_only(fields: &str) -> String {
+    format!("Unable to create/update fields: {fields}. Please check the security settings of this field and verify that it is read/write for your profile or permission set.")
+}
+
+/// Writes `values` into a new or existing record (formula fields recomputed); returns (id,
+/// created).
 pub(crate) fn write(
     org: &mut Org,
     def: &ObjectDef,
@@ -50,6 +56,11 @@ pub(crate) fn write(
     let record = &mut org.records.get_mut(&def.name).expect("present")[index];
     for (k, v) in values {
         record.insert(k, v);
+    }
+    for field in def.fields.iter().filter(|f| f.calculated) {
+        if let Some(v) = field.evaluate(record) {
+            record.insert(field.name.clone(), v);
+        }
     }
     record.insert("LastModifiedDate".into(), Value::from(stamp(at)));
     record.insert("SystemModstamp".into(), Value::from(stamp(at)));
@@ -120,6 +131,13 @@ pub fn process(org: &mut Org, job: &Job) -> Result<Outcome, String> {
             if name.eq_ignore_ascii_case(&key) {
                 key_value = Some(cell.to_string());
             }
+            if def.field(name).is_some_and(|f| f.calculated) {
+                error = Some(format!(
+                    "INVALID_FIELD_FOR_INSERT_UPDATE:{}:{name} --",
+                    read_only(name)
+                ));
+                break;
+            }
             if let Some(f) = &fault {
                 if f.field.eq_ignore_ascii_case(name) && f.value == cell {
                     error = Some(format!("{} --", f.error));
@@ -156,10 +174,8 @@ pub fn process(org: &mut Org, job: &Job) -> Result<Outcome, String> {
             None if job.operation == "delete" => {
                 let i = existing.expect("checked");
                 let at = org.tick();
-                let record = &mut org.records.get_mut(&def.name).expect("present")[i];
-                record.insert("IsDeleted".into(), Value::Bool(true));
-                record.insert("SystemModstamp".into(), Value::from(stamp(at)));
-                let id = record
+                org.mark_deleted(&def.name, i, at);
+                let id = org.records[&def.name][i]
                     .get("Id")
                     .and_then(Value::as_str)
                     .unwrap_or_default()
@@ -235,6 +251,13 @@ pub fn upsert_json(
         };
         if field.name.eq_ignore_ascii_case(key) {
             key_value = v.as_str().map(str::to_string);
+        }
+        if field.calculated {
+            return Err(err(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                read_only(&field.name),
+                vec![field.name.clone()],
+            ));
         }
         let value = match v {
             Value::Null => Value::Null,

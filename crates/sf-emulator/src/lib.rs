@@ -253,11 +253,21 @@ fn load_objects(org: &mut Org, config: &EmulatorConfig) -> Result<(), EmulatorEr
             let Ok(def) = org.object(&object).cloned() else {
                 continue;
             };
+            // Decimals carry at most `scale` digits after the point, as Salesforce stores them.
             let rows = rows
                 .into_iter()
                 .map(|r| {
                     r.into_iter()
-                        .filter(|(k, _)| def.field(k).is_some())
+                        .filter_map(|(k, v)| {
+                            let field = def.field(&k)?;
+                            let v = match (field.ftype.as_str(), v.as_f64()) {
+                                ("double" | "currency" | "percent", Some(x)) => {
+                                    serde_json::json!(field.rounded(x))
+                                }
+                                _ => v,
+                            };
+                            Some((k, v))
+                        })
                         .collect()
                 })
                 .collect();
@@ -296,6 +306,11 @@ fn load_objects(org: &mut Org, config: &EmulatorConfig) -> Result<(), EmulatorEr
             }
         }
     }
+    // The org began with its standing records; records that start out deleted were deleted
+    // now, as far as the recycle bin and the delete log know.
+    org.started = base_ms - 86_400_000;
+    let now = org.now();
+    org.log_unlogged_deletions(now);
     Ok(())
 }
 

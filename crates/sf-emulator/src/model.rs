@@ -64,6 +64,13 @@ pub struct FieldDef {
     /// Writable on update.
     #[serde(default = "yes")]
     pub updateable: bool,
+    /// A formula field (`calculated`, with `calculatedFormula`): computed by the org, refused
+    /// on every write.
+    #[serde(default)]
+    pub calculated: bool,
+    /// The formula of a calculated field.
+    #[serde(default)]
+    pub calculated_formula: Option<String>,
     /// Every property of the describe element, as given in the file.
     #[serde(skip)]
     pub raw: Map<String, Value>,
@@ -74,6 +81,42 @@ fn yes() -> bool {
 }
 
 impl FieldDef {
+    /// The value of a calculated field for `record`, for formulas of the form `Field op
+    /// number` (`op` one of `+ - * /`), rounded to the field's `scale`; `None` for formulas
+    /// the emulator does not evaluate (the stored value is then left alone).
+    pub fn evaluate(&self, record: &BTreeMap<String, Value>) -> Option<Value> {
+        let formula = self.calculated_formula.as_deref()?;
+        let [field, op, number] = formula.split_whitespace().collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        let number: f64 = number.parse().ok()?;
+        let value = record
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(field))
+            .map(|(_, v)| v)?;
+        let Some(x) = value.as_f64() else {
+            return Some(Value::Null);
+        };
+        let result = match op {
+            "+" => x + number,
+            "-" => x - number,
+            "*" => x * number,
+            "/" if number != 0.0 => x / number,
+            _ => return None,
+        };
+        Some(json!(self.rounded(result)))
+    }
+
+    /// A number rounded to the field's `scale` decimal digits (Salesforce stores no more).
+    pub fn rounded(&self, value: f64) -> f64 {
+        match self.raw.get("scale").and_then(Value::as_u64) {
+            Some(scale) if value.is_finite() => format!("{value:.*}", scale as usize)
+                .parse()
+                .unwrap_or(value),
+            _ => value,
+        }
+    }
+
     /// The compound field this is a component of.
     pub fn compound(&self) -> Option<&str> {
         self.compound_field_name.as_deref()
@@ -684,6 +727,12 @@ pub fn seed(base_ms: i64) -> BTreeMap<String, Vec<BTreeMap<String, Value>>> {
                     _ => (rng.below(100) as f64) / 100_000.0,
                 })
             },
+        );
+        // The formula field `Handle_Seconds__c / 60` (no draw from the generator).
+        let seconds = r["Handle_Seconds__c"].as_f64();
+        r.insert(
+            "Handle_Minutes__c".into(),
+            seconds.map_or(Value::Null, |s| json!(s / 60.0)),
         );
         r.insert(
             "Cost__c".into(),

@@ -11,6 +11,11 @@ use super::model::{make_id, stamp, FieldDef, ObjectDef};
 use super::soql;
 use super::wire;
 
+/// Days a deleted record stays in the recycle bin (and in the delete log getDeleted reads).
+pub const RECYCLE_BIN_DAYS: i64 = 15;
+/// One day in milliseconds.
+pub const DAY_MS: i64 = 86_400_000;
+
 /// A stored record (canonical values).
 pub type Record = BTreeMap<String, Value>;
 
@@ -189,6 +194,13 @@ pub struct Org {
     pub stats: BTreeMap<String, u64>,
     /// Last modstamp handed out (ms), strictly increasing.
     pub clock: i64,
+    /// How far the emulated clock runs ahead of the machine's (ms; `POST /__emulator/clock`).
+    pub clock_offset: i64,
+    /// When the org came into being (ms): the oldest instant getDeleted can ever cover.
+    pub started: i64,
+    /// When each deleted record was deleted (ms), by (object, id): the delete log that the
+    /// recycle bin purge and getDeleted read.
+    pub deleted_at: HashMap<(String, String), i64>,
     /// Id counter.
     pub counter: u64,
     /// Folder where records persist (`--data`).
@@ -214,11 +226,185 @@ impl Org {
             })
     }
 
-    /// The next modstamp: now, or 1 ms after the previous one.
+    /// The emulated now (ms): the machine's clock plus the offset the admin API set.
+    pub fn now(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis() + self.clock_offset
+    }
+
+    /// The next modstamp: the emulated now, or 1 ms after the previous one.
     pub fn tick(&mut self) -> i64 {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = self.now();
         self.clock = now.max(self.clock + 1);
         self.clock
+    }
+
+    /// Marks a record deleted at `at` (IsDeleted, modstamps, the delete log).
+    pub fn mark_deleted(&mut self, object: &str, index: usize, at: i64) {
+        let Some(record) = self
+            .records
+            .get_mut(object)
+            .and_then(|rs| rs.get_mut(index))
+        else {
+            return;
+        };
+        record.insert("IsDeleted".into(), Value::Bool(true));
+        record.insert("SystemModstamp".into(), Value::from(stamp(at)));
+        record.insert("LastModifiedDate".into(), Value::from(stamp(at)));
+        if let Some(id) = record.get("Id").and_then(Value::as_str) {
+            self.deleted_at
+                .insert((object.to_string(), id.to_string()), at);
+        }
+    }
+
+    /// Logs every deleted record not yet in the delete log as deleted at `at` (records loaded
+    /// deleted: seeded, `--data`, or written deleted through the admin API).
+    pub fn log_unlogged_deletions(&mut self, at: i64) {
+        for (object, records) in &self.records {
+            for record in records {
+                if record.get("IsDeleted") != Some(&Value::Bool(true)) {
+                    continue;
+                }
+                if let Some(id) = record.get("Id").and_then(Value::as_str) {
+                    self.deleted_at
+                        .entry((object.clone(), id.to_string()))
+                        .or_insert(at);
+                }
+            }
+        }
+    }
+
+    /// Empties the recycle bin of records deleted more than [`RECYCLE_BIN_DAYS`] before the
+    /// emulated now: they disappear entirely (queryAll and getDeleted no longer see them).
+    pub fn purge_recycle_bin(&mut self) {
+        let cutoff = self.now() - RECYCLE_BIN_DAYS * DAY_MS;
+        let mut purged: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+        self.deleted_at.retain(|(object, id), at| {
+            if *at < cutoff {
+                purged.entry(object.clone()).or_default().insert(id.clone());
+                false
+            } else {
+                true
+            }
+        });
+        for (object, ids) in purged {
+            if let Some(records) = self.records.get_mut(&object) {
+                records.retain(|r| {
+                    r.get("IsDeleted") != Some(&Value::Bool(true))
+                        || !r
+                            .get("Id")
+                            .and_then(Value::as_str)
+                            .is_some_and(|id| ids.contains(id))
+                });
+            }
+            self.persist(&object);
+        }
+    }
+
+    /// REST getDeleted (`GET …/sobjects/{object}/deleted/?start=…&end=…`, reference §4): the
+    /// records deleted in `[start, min(end, latestDateCovered))`, with `earliestDateAvailable`
+    /// (the org's start or now − 15 days, whichever is later, to the minute) and
+    /// `latestDateCovered` (now, to the minute).
+    pub fn get_deleted(
+        &self,
+        object: &str,
+        start: Option<&str>,
+        end: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let def = self.object(object)?;
+        let invalid = |m: &str| ApiError::new(400, "INVALID_REPLICATION_DATE", m);
+        // A `+` written unescaped in the query string arrives as a space.
+        let parse = |text: Option<&str>| {
+            text.and_then(|t| wire::parse_datetime(&t.trim().replace(' ', "+")))
+        };
+        let start =
+            parse(start).ok_or_else(|| invalid("startDate is missing or not a valid dateTime"))?;
+        let end =
+            parse(end).ok_or_else(|| invalid("endDate is missing or not a valid dateTime"))?;
+        if start >= end {
+            return Err(invalid("EndDate must chronologically succeed startDate"));
+        }
+        let minute = |ms: i64| ms.div_euclid(60_000) * 60_000;
+        let now = self.now();
+        let earliest = minute(self.started.max(now - RECYCLE_BIN_DAYS * DAY_MS));
+        let latest = minute(now);
+        if start < earliest {
+            return Err(invalid("startDate before org replication enabled date"));
+        }
+        let until = end.min(latest);
+        let mut deleted: Vec<(i64, String)> = self
+            .records
+            .get(&def.name)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.get("IsDeleted") == Some(&Value::Bool(true)))
+            .filter_map(|r| {
+                let id = r.get("Id")?.as_str()?.to_string();
+                let at = self
+                    .deleted_at
+                    .get(&(def.name.clone(), id.clone()))
+                    .copied()
+                    .or_else(|| {
+                        r.get("SystemModstamp")?
+                            .as_str()
+                            .and_then(wire::parse_datetime)
+                    })?;
+                (start <= at && at < until).then_some((at, id))
+            })
+            .collect();
+        deleted.sort();
+        let sf = |ms: i64| wire::rest_datetime(&stamp(ms));
+        Ok(serde_json::json!({
+            "deletedRecords": deleted
+                .into_iter()
+                .map(|(at, id)| serde_json::json!({ "id": id, "deletedDate": sf(at) }))
+                .collect::<Vec<_>>(),
+            "earliestDateAvailable": sf(earliest),
+            "latestDateCovered": sf(latest),
+        }))
+    }
+
+    /// Sets fields of one record from the admin API; `touch` false leaves SystemModstamp and
+    /// LastModifiedDate as they are (a value that changes without a modstamp, as formula
+    /// values do).
+    pub fn patch_admin(
+        &mut self,
+        object: &str,
+        id: &str,
+        values: Record,
+        touch: bool,
+    ) -> Result<(), ApiError> {
+        let def = self.object(object)?.clone();
+        let mut named = Vec::new();
+        for (key, value) in values {
+            let field = def.field(&key).ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    "INVALID_FIELD",
+                    format!("No such column '{key}' on entity '{}'", def.name),
+                )
+            })?;
+            named.push((field.name.clone(), value));
+        }
+        let index = self
+            .records
+            .get(&def.name)
+            .and_then(|rs| {
+                rs.iter()
+                    .position(|r| r.get("Id").and_then(Value::as_str) == Some(id))
+            })
+            .ok_or_else(|| ApiError::new(404, "NOT_FOUND", format!("no record {id}")))?;
+        let at = self.tick();
+        let record = &mut self.records.get_mut(&def.name).expect("found")[index];
+        for (name, value) in named {
+            record.insert(name, value);
+        }
+        if touch {
+            record.insert("SystemModstamp".into(), Value::from(stamp(at)));
+            record.insert("LastModifiedDate".into(), Value::from(stamp(at)));
+        }
+        self.log_unlogged_deletions(at);
+        self.persist(&def.name);
+        Ok(())
     }
 
     /// A fresh id for an object.
@@ -457,6 +643,8 @@ impl Org {
                 }
             }
         }
+        let now = self.now();
+        self.log_unlogged_deletions(now);
         self.persist(&def.name);
         Ok(n)
     }

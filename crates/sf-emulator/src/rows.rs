@@ -10,7 +10,7 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use crate::ingest::write;
-use crate::model::{stamp, FieldDef, ObjectDef};
+use crate::model::{FieldDef, ObjectDef};
 use crate::org::{ApiError, Org, Selected};
 use crate::server::{json_response, respond, rest_record, AppState, Handled};
 use crate::wire;
@@ -143,7 +143,7 @@ fn body_values(
                 vec![key.clone()],
             ));
         };
-        if (insert && !field.createable) || (!insert && !field.updateable) {
+        if field.calculated || (insert && !field.createable) || (!insert && !field.updateable) {
             read_only.push(field.name.clone());
             continue;
         }
@@ -162,10 +162,7 @@ fn body_values(
         return Err(field_error(
             400,
             "INVALID_FIELD_FOR_INSERT_UPDATE",
-            format!(
-                "Unable to create/update fields: {}. Please check the security settings of this field and verify that it is read/write for your profile or permission set.",
-                read_only.join(", ")
-            ),
+            crate::ingest::read_only(&read_only.join(", ")),
             read_only,
         ));
     }
@@ -293,10 +290,7 @@ pub fn delete(state: &AppState, object: &str, id: &str) -> Handled {
         return Err(ApiError::new(404, "ENTITY_IS_DELETED", "entity is deleted"));
     }
     let at = org.tick();
-    let record = &mut org.records.get_mut(&def.name).expect("present")[index];
-    record.insert("IsDeleted".into(), Value::Bool(true));
-    record.insert("SystemModstamp".into(), Value::from(stamp(at)));
-    record.insert("LastModifiedDate".into(), Value::from(stamp(at)));
+    org.mark_deleted(&def.name, index, at);
     org.persist(&def.name);
     Ok(respond(204, "application/json;charset=UTF-8", ""))
 }

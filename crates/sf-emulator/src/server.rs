@@ -59,7 +59,8 @@ fn oauth_error(error: &str, description: &str) -> Response {
     )
 }
 
-fn token() -> String {
+/// 24 random bytes as hex.
+fn random_hex() -> String {
     let mut bytes = [0u8; 24];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut f, &mut bytes);
@@ -67,53 +68,44 @@ fn token() -> String {
         let t = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
         bytes[..8].copy_from_slice(&t.to_le_bytes());
     }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("00Dcx0000000001!{hex}")
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An access token: the org id, `!`, opaque text (Salesforce's session id shape).
+fn token() -> String {
+    format!("00Dcx0000000001!{}", random_hex())
+}
+
+/// A refresh token: only `[A-Za-z0-9._-]` (no `!`, which the sf CLI's `org login sfdx-url`
+/// refuses in the `force://` URL it parses).
+fn refresh_token() -> String {
+    format!("5Aep861.{}", random_hex())
 }
 
 fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
-    url_decode_pairs(std::str::from_utf8(body).unwrap_or_default())
+    form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn url_decode_pairs(text: &str) -> std::collections::HashMap<String, String> {
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+/// `application/x-www-form-urlencoded` pairs (a query string or form body); a name given twice
+/// keeps its last value.
+pub(crate) fn url_decode_pairs(text: &str) -> std::collections::HashMap<String, String> {
+    form_urlencoded::parse(text.as_bytes())
+        .into_owned()
         .collect()
 }
 
 /// A percent-encoded path segment, decoded (`+` is a plus sign in paths).
 fn decode_path_segment(segment: &str) -> String {
-    percent_decode(&segment.replace('+', "%2B"))
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
-pub(crate) fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                    16,
-                ) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// One form-encoded value (`+` is a space), as in HTTP Basic client credentials.
+fn form_value(text: &str) -> String {
+    percent_encoding::percent_decode_str(&text.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// `POST /services/oauth2/token`. Parameters come from the form body and, as the CTI Lambdas
@@ -133,8 +125,8 @@ fn oauth(state: &AppState, headers: &HeaderMap, body: &[u8], query: &str) -> Res
         {
             if let Some(decoded) = base64_decode(basic) {
                 if let Some((i, s)) = decoded.split_once(':') {
-                    id = Some(percent_decode(i));
-                    secret = Some(percent_decode(s));
+                    id = Some(form_value(i));
+                    secret = Some(form_value(s));
                 }
             }
         }
@@ -151,7 +143,7 @@ fn oauth(state: &AppState, headers: &HeaderMap, body: &[u8], query: &str) -> Res
             "signature": "c2lnbmF0dXJl", "scope": "api web refresh_token",
         });
         if refresh {
-            let r = token();
+            let r = refresh_token();
             org.refresh_tokens.insert(r.clone());
             body["refresh_token"] = json!(r);
         }
@@ -311,7 +303,7 @@ pub async fn dispatch(
     }
     let query = uri.query().unwrap_or_default();
     if let Some(rest) = path.strip_prefix("/__emulator/") {
-        return admin(&state, method, rest, &body);
+        return admin(&state, method, rest, query, &body);
     }
     if let Some(rest) = path.strip_prefix("/id/") {
         return crate::identity::identity_url(&state, &headers, rest, query);
@@ -413,6 +405,8 @@ async fn services(
         if let Err(e) = check_session(&mut org, bearer) {
             return api_error(e);
         }
+        // The recycle bin is emptied lazily: on every data call (and when the clock moves).
+        org.purge_recycle_bin();
         // A refused call does not count against the allowance; every other data call does.
         if org.allowance.used >= org.allowance.max {
             org.count("daily_limit_exceeded");
@@ -465,6 +459,16 @@ async fn services(
         (Method::GET, ["sobjects", object, "describe"]) => describe(&state, object, &version),
         (Method::GET, ["sobjects", object]) => rows::basic_info(&state, object, &version),
         (Method::POST, ["sobjects", object]) => into(rows::create(&state, object, &body)),
+        (Method::GET, ["sobjects", object, "deleted"]) => {
+            let mut org = state.org.lock().expect("lock");
+            org.count("get_deleted");
+            org.get_deleted(
+                object,
+                query.get("start").map(String::as_str),
+                query.get("end").map(String::as_str),
+            )
+            .map(|v| json_response(200, &v))
+        }
         (Method::GET, ["sobjects", object, id]) => {
             rows::retrieve(&state, object, id, fields, &version)
         }
@@ -1409,7 +1413,7 @@ fn collections_upsert(state: &AppState, object: &str, external_id: &str, body: &
 }
 
 /// Every `/__emulator/…` request (no auth: a test and demo control surface).
-fn admin(state: &AppState, method: Method, path: &str, body: &[u8]) -> Response {
+fn admin(state: &AppState, method: Method, path: &str, query: &str, body: &[u8]) -> Response {
     let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let mut org = state.org.lock().expect("lock");
     let result: Handled = match (method, parts.as_slice()) {
@@ -1473,25 +1477,60 @@ fn admin(state: &AppState, method: Method, path: &str, body: &[u8]) -> Response 
         (Method::DELETE, ["objects", object, "records", id]) => {
             let name = org.object(object).map(|d| d.name.clone());
             name.and_then(|name| {
-                let at = org.tick();
-                let record = org
+                let index = org
                     .records
-                    .get_mut(&name)
+                    .get(&name)
                     .and_then(|rs| {
-                        rs.iter_mut()
-                            .find(|r| r.get("Id").and_then(Value::as_str) == Some(id))
+                        rs.iter()
+                            .position(|r| r.get("Id").and_then(Value::as_str) == Some(id))
                     })
                     .ok_or_else(|| ApiError::new(404, "NOT_FOUND", format!("no record {id}")))?;
-                record.insert("IsDeleted".into(), Value::Bool(true));
-                record.insert("SystemModstamp".into(), Value::from(stamp(at)));
-                record.insert("LastModifiedDate".into(), Value::from(stamp(at)));
+                let at = org.tick();
+                org.mark_deleted(&name, index, at);
                 org.persist(&name);
                 Ok(respond(204, "application/json", ""))
             })
         }
+        (Method::PATCH, ["objects", object, "records", id]) => {
+            let touch = url_decode_pairs(query)
+                .get("touch")
+                .is_none_or(|t| t != "false");
+            match serde_json::from_slice::<Record>(body) {
+                Ok(values) => org
+                    .patch_admin(object, id, values, touch)
+                    .map(|()| respond(204, "application/json", "")),
+                Err(e) => Err(ApiError::new(400, "JSON_PARSER_ERROR", e.to_string())),
+            }
+        }
+        (Method::GET, ["clock"]) => Ok(clock_json(&org)),
+        (Method::POST, ["clock"]) => match serde_json::from_slice::<ClockUpdate>(body) {
+            Ok(ClockUpdate { advance_days }) if advance_days >= 0.0 && advance_days.is_finite() => {
+                org.clock_offset += (advance_days * super::org::DAY_MS as f64).round() as i64;
+                org.purge_recycle_bin();
+                Ok(clock_json(&org))
+            }
+            Ok(_) => Err(ApiError::new(
+                400,
+                "BAD_CLOCK",
+                "advance_days must be a number of days, 0 or more (the clock never goes back)",
+            )),
+            Err(e) => Err(ApiError::new(400, "BAD_CLOCK", e.to_string())),
+        },
         _ => Err(ApiError::new(404, "NOT_FOUND", "unknown admin resource")),
     };
     result.unwrap_or_else(api_error)
+}
+
+/// `POST /__emulator/clock`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockUpdate {
+    advance_days: f64,
+}
+
+/// `{"now": "<ISO-8601 UTC>"}`: the emulated now.
+fn clock_json(org: &Org) -> Response {
+    json_response(200, &json!({ "now": wire::format_datetime(org.now()) }))
 }
 
 /// `POST /__emulator/limits`: either key may be left out.
@@ -1727,6 +1766,401 @@ mod tests {
             (ok.status, ok.header("Sforce-Limit-Info")),
             (200, Some("api-usage=1/5"))
         );
+    }
+
+    fn minute(ms: i64) -> i64 {
+        ms.div_euclid(60_000) * 60_000
+    }
+
+    fn sf_date(ms: i64) -> String {
+        wire::rest_datetime(&stamp(ms))
+    }
+
+    async fn advance(state: &AppState, days: f64) -> i64 {
+        let body = json!({ "advance_days": days }).to_string();
+        let answer = call(state, Method::POST, "/__emulator/clock", &body).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        wire::parse_datetime(answer.json()["now"].as_str().unwrap()).unwrap()
+    }
+
+    async fn deleted(state: &AppState, object: &str, start: i64, end: i64) -> Answer {
+        get(
+            state,
+            &format!(
+                "/services/data/v62.0/sobjects/{object}/deleted/?start={}&end={}",
+                // `+` escaped, as a client should; an unescaped one is tolerated too.
+                sf_date(start).replace('+', "%2B"),
+                sf_date(end)
+            ),
+        )
+        .await
+    }
+
+    async fn account_ids(state: &AppState) -> Vec<String> {
+        get(
+            state,
+            "/services/data/v62.0/queryAll?q=SELECT+Id+FROM+Account",
+        )
+        .await
+        .json()["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_clock_moves_modstamps_and_empties_the_recycle_bin_after_15_days() {
+        let state = app();
+        let real = chrono::Utc::now().timestamp_millis();
+        let now = wire::parse_datetime(
+            get(&state, "/__emulator/clock").await.json()["now"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!((now - real).abs() < 60_000);
+        let seeded_deleted = crate::model::make_id("001", 8);
+        assert!(
+            account_ids(&state).await.contains(&seeded_deleted),
+            "records seeded deleted count as deleted at start, not 30 days ago"
+        );
+        let now = advance(&state, 2.0).await;
+        assert!(now - real >= 2 * 86_400_000);
+        let created = call(
+            &state,
+            Method::POST,
+            "/services/data/v62.0/sobjects/Account",
+            r#"{"Name": "Doomed"}"#,
+        )
+        .await
+        .json();
+        let id = created["id"].as_str().unwrap().to_string();
+        let record = get(
+            &state,
+            &format!("/services/data/v62.0/sobjects/Account/{id}"),
+        )
+        .await
+        .json();
+        let created_at = wire::parse_datetime(record["CreatedDate"].as_str().unwrap()).unwrap();
+        assert!(created_at >= now, "CreatedDate follows the emulated clock");
+        let gone = call(
+            &state,
+            Method::DELETE,
+            &format!("/services/data/v62.0/sobjects/Account/{id}"),
+            "",
+        )
+        .await;
+        assert_eq!(gone.status, 204);
+        let deleted_at = state.org.lock().unwrap().deleted_at[&("Account".to_string(), id.clone())];
+        // The delete log covers up to the current minute: a minute later it reports the record.
+        let now = advance(&state, 1.0 / 1440.0).await;
+        let earliest = minute(now - 15 * 86_400_000);
+        let answer = deleted(&state, "Account", earliest, now + 3_600_000).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        let answer = answer.json();
+        assert_eq!(answer["earliestDateAvailable"], sf_date(earliest));
+        assert_eq!(answer["latestDateCovered"], sf_date(minute(now)));
+        assert!(
+            answer["deletedRecords"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({ "id": id, "deletedDate": sf_date(deleted_at) })),
+            "{answer}"
+        );
+        assert!(sf_date(deleted_at).ends_with("+0000") && sf_date(deleted_at).contains('.'));
+        // A window after the deletion reports nothing.
+        let later = deleted(&state, "Account", deleted_at + 1, now).await.json();
+        assert!(!later["deletedRecords"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id));
+        // 14 days on, still in the bin; past 15 days, purged from queryAll and getDeleted.
+        advance(&state, 14.0).await;
+        assert!(account_ids(&state).await.contains(&id));
+        let now = advance(&state, 1.1).await;
+        let ids = account_ids(&state).await;
+        assert!(
+            !ids.contains(&id) && !ids.contains(&seeded_deleted),
+            "purged"
+        );
+        assert_eq!(ids.len(), 49);
+        let earliest = minute(now - 15 * 86_400_000);
+        let too_early = deleted(&state, "Account", earliest - 60_000, now).await;
+        assert_eq!(too_early.status, 400);
+        assert_eq!(
+            too_early.json(),
+            json!([{"errorCode": "INVALID_REPLICATION_DATE",
+                    "message": "startDate before org replication enabled date"}])
+        );
+        let answer = deleted(&state, "Account", earliest, now).await.json();
+        assert_eq!(answer["deletedRecords"], json!([]));
+        assert_eq!(answer["earliestDateAvailable"], sf_date(earliest));
+    }
+
+    #[tokio::test]
+    async fn get_deleted_refuses_bad_windows_and_a_young_org_starts_at_its_creation() {
+        let state = app();
+        let now = state.org.lock().unwrap().now();
+        let started = {
+            let mut org = state.org.lock().unwrap();
+            // An org created 3 days ago covers no more than those 3 days.
+            org.started = now - 3 * 86_400_000 + 30_000;
+            org.started
+        };
+        let answer = deleted(&state, "Account", minute(started), now).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(
+            answer.json()["earliestDateAvailable"],
+            sf_date(minute(started))
+        );
+        assert_eq!(
+            deleted(&state, "Account", minute(started) - 1, now)
+                .await
+                .status,
+            400
+        );
+        for (start, end) in [(now - 60_000, now - 60_000), (now - 60_000, now - 120_000)] {
+            let bad = deleted(&state, "Account", start, end).await;
+            assert_eq!(bad.status, 400);
+            assert_eq!(bad.json()[0]["errorCode"], "INVALID_REPLICATION_DATE");
+        }
+        for query in [
+            "start=yesterday&end=2030-01-01T00:00:00Z",
+            "end=2030-01-01T00:00:00Z",
+            "",
+        ] {
+            let bad = get(
+                &state,
+                &format!("/services/data/v62.0/sobjects/Account/deleted/?{query}"),
+            )
+            .await;
+            assert_eq!(bad.status, 400, "{query}");
+            assert_eq!(bad.json()[0]["errorCode"], "INVALID_REPLICATION_DATE");
+        }
+        // More than 30 days is fine; an unescaped `+` in an offset is read as one.
+        let wide = get(
+            &state,
+            &format!(
+                "/services/data/v62.0/sobjects/Account/deleted/?start={}&end=2099-01-01T00:00:00+00:00",
+                sf_date(minute(started)).replace('+', "%2B")
+            ),
+        )
+        .await;
+        assert_eq!(wide.status, 200, "{}", wide.text);
+        assert_eq!(
+            deleted(&state, "Nope__c", now - 60_000, now).await.status,
+            400
+        );
+    }
+
+    #[tokio::test]
+    async fn admin_patch_can_leave_modstamps_alone() {
+        let state = app();
+        let id = crate::model::make_id("001", 1);
+        let read = |state: AppState| {
+            let id = id.clone();
+            async move {
+                get(
+                    &state,
+                    &format!("/services/data/v62.0/sobjects/Account/{id}"),
+                )
+                .await
+                .json()
+            }
+        };
+        let before = read(state.clone()).await;
+        let uri = format!("/__emulator/objects/Account/records/{id}");
+        let silent = call(
+            &state,
+            Method::PATCH,
+            &format!("{uri}?touch=false"),
+            r#"{"Rating": "Cold"}"#,
+        )
+        .await;
+        assert_eq!(silent.status, 204, "{}", silent.text);
+        let after = read(state.clone()).await;
+        assert_eq!(after["Rating"], "Cold");
+        for stamp in ["SystemModstamp", "LastModifiedDate"] {
+            assert_eq!(after[stamp], before[stamp]);
+        }
+        let touched = call(&state, Method::PATCH, &uri, r#"{"Rating": "Hot"}"#).await;
+        assert_eq!(touched.status, 204);
+        let after = read(state.clone()).await;
+        assert_eq!(after["Rating"], "Hot");
+        assert_ne!(after["SystemModstamp"], before["SystemModstamp"]);
+        let bad = call(&state, Method::PATCH, &uri, r#"{"Nope__c": 1}"#).await;
+        assert_eq!(bad.status, 400);
+        let missing = call(
+            &state,
+            Method::PATCH,
+            "/__emulator/objects/Account/records/001x",
+            "{}",
+        )
+        .await;
+        assert_eq!(missing.status, 404);
+        let back = call(
+            &state,
+            Method::POST,
+            "/__emulator/clock",
+            r#"{"advance_days": -1}"#,
+        )
+        .await;
+        assert_eq!(back.status, 400);
+    }
+
+    #[tokio::test]
+    async fn formula_fields_are_described_computed_and_refused_on_writes() {
+        let state = app();
+        let describe = get(
+            &state,
+            "/services/data/v62.0/sobjects/CX_Interaction__c/describe",
+        )
+        .await
+        .json();
+        let field = describe["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "Handle_Minutes__c")
+            .unwrap()
+            .clone();
+        assert_eq!(field["calculated"], true);
+        assert_eq!(field["calculatedFormula"], "Handle_Seconds__c / 60");
+        assert_eq!(
+            (field["createable"].clone(), field["updateable"].clone()),
+            (json!(false), json!(false))
+        );
+        let plain = describe["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "Name")
+            .unwrap()
+            .clone();
+        assert_eq!(plain["calculated"], false);
+        {
+            let org = state.org.lock().unwrap();
+            for r in &org.records["CX_Interaction__c"] {
+                match r["Handle_Seconds__c"].as_f64() {
+                    None => assert!(r["Handle_Minutes__c"].is_null()),
+                    Some(s) => {
+                        let m = r["Handle_Minutes__c"].as_f64().unwrap();
+                        assert!((m - s / 60.0).abs() <= 0.005 + 1e-9, "{s} {m}");
+                    }
+                }
+            }
+        }
+        let refused = call(
+            &state,
+            Method::POST,
+            "/services/data/v62.0/sobjects/CX_Interaction__c",
+            r#"{"Name": "X", "Handle_Minutes__c": 3}"#,
+        )
+        .await;
+        assert_eq!(refused.status, 400);
+        assert_eq!(
+            refused.json()[0]["errorCode"],
+            "INVALID_FIELD_FOR_INSERT_UPDATE"
+        );
+        let created = call(
+            &state,
+            Method::POST,
+            "/services/data/v62.0/sobjects/CX_Interaction__c",
+            r#"{"Name": "X", "Handle_Seconds__c": 90}"#,
+        )
+        .await
+        .json();
+        let id = created["id"].as_str().unwrap();
+        let record = get(
+            &state,
+            &format!(
+                "/services/data/v62.0/sobjects/CX_Interaction__c/{id}?fields=Handle_Minutes__c"
+            ),
+        )
+        .await
+        .json();
+        assert_eq!(record["Handle_Minutes__c"], 1.5, "recomputed on write");
+        let collections = call(
+            &state,
+            Method::PATCH,
+            "/services/data/v62.0/composite/sobjects/CX_Interaction__c/External_Key__c",
+            r#"{"records": [{"attributes": {"type": "CX_Interaction__c"}, "External_Key__c": "EXT-1", "Handle_Minutes__c": 2}]}"#,
+        )
+        .await;
+        assert_eq!(collections.status, 200);
+        assert_eq!(
+            collections.json()[0]["errors"][0]["statusCode"],
+            "INVALID_FIELD_FOR_INSERT_UPDATE"
+        );
+    }
+
+    #[tokio::test]
+    async fn refresh_tokens_are_url_safe_and_work() {
+        let state = app();
+        let login = call(
+            &state,
+            Method::POST,
+            "/services/oauth2/token",
+            "grant_type=password&client_id=cxlake-demo-client&client_secret=cxlake-demo-secret\
+             &username=integration%40cxlake.demo&password=cxlake-demo-password",
+        )
+        .await;
+        assert_eq!(login.status, 200, "{}", login.text);
+        let refresh = login.json()["refresh_token"].as_str().unwrap().to_string();
+        assert!(refresh
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')));
+        let again = call(
+            &state,
+            Method::POST,
+            "/services/oauth2/token",
+            &format!("grant_type=refresh_token&client_id=cxlake-demo-client&client_secret=cxlake-demo-secret&refresh_token={refresh}"),
+        )
+        .await;
+        assert_eq!(again.status, 200, "{}", again.text);
+    }
+
+    #[test]
+    fn decoding_of_queries_forms_and_paths() {
+        let pairs = url_decode_pairs("q=SELECT+Id+FROM+A%20B&x&a=1&a=%2B2&=&bad=%zz");
+        assert_eq!(pairs["q"], "SELECT Id FROM A B");
+        assert_eq!(pairs["x"], "");
+        assert_eq!(pairs["a"], "+2", "the last value wins");
+        assert_eq!(pairs["bad"], "%zz");
+        assert_eq!(decode_path_segment("EXT+1%20a%C3%A9"), "EXT+1 a\u{e9}");
+        assert_eq!(form_value("my+id%2B"), "my id+");
+    }
+
+    #[test]
+    fn seeded_decimals_carry_at_most_their_scale() {
+        let state = app();
+        let org = state.org.lock().unwrap();
+        for (object, records) in &org.records {
+            let def = org.object(object).unwrap();
+            for field in def
+                .fields
+                .iter()
+                .filter(|f| matches!(f.ftype.as_str(), "double" | "currency" | "percent"))
+            {
+                let Some(scale) = field.raw.get("scale").and_then(Value::as_u64) else {
+                    continue;
+                };
+                for r in records {
+                    if let Some(x) = r.get(&field.name).and_then(Value::as_f64) {
+                        let text = x.to_string();
+                        let digits = text.split_once('.').map_or(0, |(_, f)| f.len());
+                        assert!(
+                            digits as u64 <= scale || text.contains('e'),
+                            "{object}.{} = {text} (scale {scale})",
+                            field.name
+                        );
+                    }
+                }
+            }
+        }
     }
 
     async fn faults(state: &AppState, body: Value) {
