@@ -1,0 +1,82 @@
+//! Publishing an object's history files: the `_latest` table merged from them, and the Glue
+//! tables of both.
+
+use arrow::datatypes::SchemaRef;
+
+use super::writer::PartWriter;
+use super::{latest, latest_key, latest_table, ExportError, ExportJob};
+use crate::lake::parquet::ParquetError;
+
+impl ExportJob<'_> {
+    /// Rewrites `_latest`: the previous file less the changed records, then the changes.
+    pub(super) async fn rewrite_latest(
+        &self,
+        table: &str,
+        changes: &[std::path::PathBuf],
+        schema: &SchemaRef,
+    ) -> Result<u64, ExportError> {
+        let dir = tempfile::Builder::new()
+            .prefix("cxlake-latest-")
+            .tempdir()
+            .map_err(|e| ParquetError::Spill("temporary folder".into(), e))?;
+        let previous_path = dir.path().join("previous.parquet");
+        let key = latest_key(table);
+        let previous = self.lake.get_to_file(&key, &previous_path).await?;
+        let mut out = PartWriter::start(schema.clone())?;
+        let rows = latest::merge(
+            previous.then_some(previous_path.as_path()),
+            changes,
+            schema,
+            &mut out,
+        )
+        .await?;
+        let (_, file) = out.finish().await?;
+        self.lake.put_file(&key, &file).await?;
+        Ok(rows)
+    }
+
+    /// Creates or updates the history and `_latest` tables; registers the history partitions
+    /// `snapshot_dates` when the catalog registers partitions.
+    pub(super) async fn sync_catalog(
+        &self,
+        table: &str,
+        schema: &SchemaRef,
+        snapshot_dates: &[String],
+    ) -> Result<(), ExportError> {
+        let Some(catalog) = &self.job.catalog else {
+            return Ok(());
+        };
+        let config = crate::aws::sdk_config(self.job.lake.region.as_deref()).await;
+        let glue = aws_sdk_glue::Client::new(&config);
+        let object = table.trim_start_matches("sf_");
+        for (name, partition, description) in [
+            (
+                table.to_string(),
+                Some(catalog.date_partition("snapshot_date")),
+                format!("Salesforce {object}: every exported version, by export day (cxlake)"),
+            ),
+            (
+                latest_table(table),
+                None,
+                format!("Salesforce {object}: current records, deletes removed (cxlake)"),
+            ),
+        ] {
+            let definition = crate::catalog::TableDefinition {
+                location: self.lake.url_of(&crate::lake::layout::table_prefix(&name)),
+                name,
+                description,
+                schema: schema.clone(),
+                partition,
+            };
+            crate::catalog::sync_table(&glue, &catalog.database, &definition).await?;
+            crate::catalog::register_partitions(
+                &glue,
+                &catalog.database,
+                &definition,
+                snapshot_dates,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
