@@ -22,16 +22,27 @@ impl ExportJob<'_> {
         let previous_path = dir.path().join("previous.parquet");
         let key = latest_key(table);
         let previous = self.lake.get_to_file(&key, &previous_path).await?;
-        let mut out = PartWriter::start(schema.clone())?;
-        let rows = latest::merge(
-            previous.then_some(previous_path.as_path()),
-            changes,
-            schema,
-            &mut out,
-        )
-        .await?;
-        let (_, file) = out.finish().await?;
-        self.lake.put_file(&key, &file).await?;
+        let mut current = previous.then_some(previous_path);
+        // Each pass's output is the next pass's input; the writers keep their files alive.
+        let mut outputs = Vec::new();
+        let mut rows = 0;
+        let passes = latest::passes(changes, latest::CHANGES_PER_PASS)?;
+        if passes.len() > 1 {
+            tracing::info!(
+                table,
+                passes = passes.len(),
+                "large change set: merging _latest in passes"
+            );
+        }
+        for pass in &passes {
+            let mut out = PartWriter::start(schema.clone())?;
+            rows = latest::merge(current.as_deref(), pass, schema, &mut out).await?;
+            current = Some(out.finish().await?.1);
+            outputs.push(out);
+        }
+        if let Some(file) = current.filter(|_| !outputs.is_empty()) {
+            self.lake.put_file(&key, &file).await?;
+        }
         Ok(rows)
     }
 
