@@ -53,6 +53,18 @@ fn change_batches(
         .build()?)
 }
 
+/// Every batch of the changes, in order.
+fn all_batches(
+    changes: &[Changes],
+) -> Result<impl Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>, ParquetError> {
+    Ok(changes
+        .iter()
+        .map(change_batches)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten())
+}
+
 /// The changes files cut into passes of whole row groups, in order, each of at most `limit`
 /// rows (or one row group, when a row group alone is larger).
 pub fn passes(files: &[PathBuf], limit: u64) -> Result<Vec<Vec<Changes>>, ParquetError> {
@@ -89,13 +101,7 @@ pub fn passes(files: &[PathBuf], limit: u64) -> Result<Vec<Vec<Changes>>, Parque
 pub fn changed_ids(changes: &[Changes]) -> Result<IdSet, ParquetError> {
     let rows: u64 = changes.iter().map(|c| c.rows).sum();
     let mut ids = IdSet::with_capacity(usize::try_from(rows).unwrap_or(0));
-    for batch in changes
-        .iter()
-        .map(change_batches)
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-    {
+    for batch in all_batches(changes)? {
         let batch = batch?;
         let column = batch
             .column_by_name("id")
@@ -144,13 +150,7 @@ pub async fn merge(
             out.write(kept).await?;
         }
     }
-    for batch in changes
-        .iter()
-        .map(change_batches)
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-    {
+    for batch in all_batches(changes)? {
         let batch = align(&batch?, schema)?;
         let kept = match batch.column_by_name("is_deleted") {
             Some(flags) => {

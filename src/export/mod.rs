@@ -238,7 +238,7 @@ fn soql_datetime(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// The `SystemModstamp` span of one object's query (bounds are whole seconds).
+/// The cursor span of one query (bounds are whole seconds).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Span {
     /// Lower bound.
@@ -249,8 +249,6 @@ pub struct Span {
     pub to: Option<DateTime<Utc>>,
     /// Whether the upper bound is included (`<=`) or not (`<`).
     pub to_inclusive: bool,
-    /// Whether the object's watermark moves to `to` after the run.
-    pub advance: bool,
 }
 
 /// What to do about a retyped column: a double that describe now makes an exact decimal has
@@ -653,14 +651,7 @@ impl<'a> ExportJob<'a> {
                 plan
             }
         };
-        let pending_from = plan.slices.iter().find(|s| !s.done);
-        let overall = Span {
-            from: pending_from.and_then(|s| s.from),
-            from_inclusive: pending_from.is_some_and(|s| s.from_inclusive),
-            to: Some(plan.until),
-            to_inclusive: plan.slices.last().is_none_or(|s| s.to_inclusive),
-            advance: false,
-        };
+        let overall = plan.pending_span();
         let (since, until) = (overall.from, overall.to.filter(|_| incremental));
         self.count_before(
             &spec.name,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::checkpoint::ObjectState;
 use super::routing::Route;
 use super::slicing::{self, Plan};
-use super::{checkpoint, now_seconds, soql, table_name, ExportError, ExportJob, Span};
+use super::{checkpoint, now_seconds, soql, table_name, ExportError, ExportJob};
 use crate::job::{ApiChoice, ExportMode, FormulaPolicy, ObjectSpec};
 use crate::salesforce::describe::{self, ObjectDescribe};
 use crate::window::Window;
@@ -155,13 +155,7 @@ impl ExportJob<'_> {
                 None => self.new_plan(cursor, &object_state, window, now).await?,
             };
             let pending: Vec<&slicing::Slice> = plan.slices.iter().filter(|s| !s.done).collect();
-            let span = Span {
-                from: pending.first().and_then(|s| s.from),
-                from_inclusive: pending.first().is_some_and(|s| s.from_inclusive),
-                to: Some(plan.until),
-                to_inclusive: pending.last().is_none_or(|s| s.to_inclusive),
-                advance: false,
-            };
+            let span = plan.pending_span();
             let cursor_name = cursor.unwrap_or("SystemModstamp");
             let count = self
                 .client

@@ -56,7 +56,6 @@ impl Slice {
             from_inclusive: self.from_inclusive,
             to: self.to,
             to_inclusive: self.to_inclusive,
-            advance: false,
         }
     }
 
@@ -131,6 +130,18 @@ impl Plan {
                 true
             }
             None => false,
+        }
+    }
+
+    /// The span of the windows not yet done, up to the plan's upper bound (what a `SELECT
+    /// COUNT()` for this run's reconciliation covers).
+    pub fn pending_span(&self) -> Span {
+        let first = self.slices.iter().find(|s| !s.done);
+        Span {
+            from: first.and_then(|s| s.from),
+            from_inclusive: first.is_some_and(|s| s.from_inclusive),
+            to: Some(self.until),
+            to_inclusive: self.slices.last().is_none_or(|s| s.to_inclusive),
         }
     }
 
