@@ -7,7 +7,7 @@ use crate::job::{Job, SalesforcePushback};
 use crate::lake::partitions::DayFile;
 use crate::observe::progress::Progress;
 use crate::observe::run::RunMetrics;
-use crate::pushback::{PushbackJob, PushbackReport, SkippedColumn};
+use crate::pushback::{PushbackError, PushbackJob, PushbackReport, SkippedColumn};
 use crate::window::Window;
 
 /// A salesforce-pushback job opened for a run or a dry run.
@@ -98,11 +98,14 @@ impl JobRun for PushbackRun<'_> {
         plan: Vec<DayFile>,
         progress: &Progress,
     ) -> Result<PushbackSummary, JobError> {
-        let report = self
-            .pushback
-            .run(&plan, progress)
-            .await
-            .map_err(failed(self.job, ""))?;
+        let report = self.pushback.run(&plan, progress).await.map_err(|e| {
+            // A spent API allowance is not a failure of the data: the next run sends it again.
+            if matches!(&e, PushbackError::Salesforce(sf) if sf.is_budget_stop()) {
+                JobError::with_exit(Exit::Budget, format!("job {}", self.job.name), e)
+            } else {
+                failed(self.job, "")(e)
+            }
+        })?;
         Ok(PushbackSummary {
             job: self.job.name.clone(),
             report,

@@ -138,6 +138,17 @@ def test_expired_session_and_limit_errors_are_survived(emulator, cx, tmp_path, l
     check_org_matches_lake(emulator, lake)
 
 
+def test_a_spent_daily_allowance_stops_with_exit_5_and_the_next_run_sends_everything(emulator, cx, tmp_path, lake):
+    emulator.admin("POST", "limits", {"daily_api_requests": 1000, "used": 1000})
+    stopped = cx("run", pushback_job(tmp_path, emulator.url))
+    assert stopped.code == 5, stopped
+    assert "TotalRequests Limit exceeded" in stopped.stderr, stopped
+    emulator.admin("POST", "limits", {"used": 0})
+    result = cx("run", pushback_job(tmp_path, emulator.url))
+    assert result.code == 0, result
+    check_org_matches_lake(emulator, lake)
+
+
 def test_instance_keys_never_collide_across_instances(emulator, cx, tmp_path, lake):
     result = cx("run", pushback_job(tmp_path, emulator.url, key="instance"))
     assert result.code == 0, result
