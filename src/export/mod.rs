@@ -16,6 +16,7 @@ mod publish;
 pub mod routing;
 pub mod slicing;
 mod stream;
+mod windows;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -40,8 +41,8 @@ use crate::salesforce::{normalize, Client, ClientConfig, SalesforceError};
 use crate::state::{self, StateError, StoredColumn, TableMeta};
 use crate::window::Window;
 use checkpoint::ObjectState;
-use routing::{Route, RouteMemo};
-use stream::Sink;
+use routing::Route;
+use windows::ObjectRun;
 use writer::PartWriter;
 
 /// Export errors.
@@ -662,104 +663,31 @@ impl<'a> ExportJob<'a> {
         )
         .await;
 
-        let columns = Arc::new(selection.columns.clone());
-        let fields = selection.soql_fields();
-        let floor = chrono::Duration::minutes(self.spec.export.slice_floor_minutes.into());
-        // History files of this run, kept on disk for the latest merge.
-        let mut written: BTreeMap<String, PartWriter> = BTreeMap::new();
-        let (mut deleted, mut rest_total) = (0u64, 0u64);
-        let mut api = Api::Rest;
-        while let Some(index) = plan.next_pending() {
-            let slice = plan.slices[index].clone();
-            let text = soql(
-                &spec.name,
-                &fields,
-                spec.filter.as_deref(),
-                &slice.span(),
-                cursor_name,
-            );
-            tracing::debug!(object = %spec.name, soql = %text, "query");
-            let mut history = PartWriter::start(table_schema.clone())?;
-            let outcome = self
-                .stream(
-                    &spec.name,
-                    &text,
+        let read = self
+            .read_windows(
+                &ObjectRun {
+                    spec,
+                    table: &table,
+                    schema: &table_schema,
+                    columns: Arc::new(selection.columns.clone()),
+                    fields: selection.soql_fields(),
+                    cursor,
                     incremental,
-                    &route,
-                    slice.rest,
-                    &columns,
-                    &table_schema,
-                    &mut Sink {
-                        writer: &mut history,
-                        progress,
-                    },
-                )
-                .await;
-            let (slice_api, streamed) = match outcome {
-                Ok(done) => done,
-                Err(ExportError::Salesforce(e)) if routing::bulk_refusal(&e).is_some() => {
-                    let reason = routing::bulk_refusal(&e).expect("just matched");
-                    tracing::warn!(object = %spec.name, reason = %reason, "Bulk API refuses this object: reading it over REST from now on");
-                    route = Route::RestOnly(reason.clone());
-                    object_state.route = Some(RouteMemo {
-                        api: "rest".into(),
-                        reason,
-                        decided: now,
-                    });
-                    self.save_state(&spec.name, &object_state).await?;
-                    continue;
-                }
-                Err(ExportError::Salesforce(SalesforceError::JobFailed { message, .. })) => {
-                    let first = match (slice.from, cursor) {
-                        (None, Some(cursor)) if incremental => {
-                            self.first_cursor(spec, cursor).await?
-                        }
-                        _ => None,
-                    };
-                    if let Some(first) = first {
-                        tracing::warn!(object = %spec.name, error = %message, "Bulk job failed on the whole object: cutting it into windows from its first record");
-                        let width = chrono::Duration::days(self.spec.export.slice_days.into());
-                        let windows =
-                            slicing::cut(Some(first), true, plan.until, slice.to_inclusive, width);
-                        plan.slices.splice(index..=index, windows);
-                    } else if plan.split(index, floor) {
-                        tracing::warn!(object = %spec.name, error = %message, from = ?slice.from, to = ?slice.to, "Bulk job failed: halving its window");
-                    } else {
-                        tracing::warn!(object = %spec.name, error = %message, from = ?slice.from, to = ?slice.to, "Bulk job failed on a window too narrow to halve: reading it over REST");
-                        plan.slices[index].rest = true;
-                    }
-                    if persist {
-                        object_state.plan = Some(plan.clone());
-                        self.save_state(&spec.name, &object_state).await?;
-                    }
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let (rows, file) = history.finish().await?;
-            debug_assert_eq!(rows, streamed.rows);
-            if rows > 0 || !incremental {
-                let part = if incremental {
-                    slice.part_name()
-                } else {
-                    "part-00000".to_string()
-                };
-                let key = history_key(&table, plan.day, &part);
-                self.lake.put_file(&key, &file).await?;
-                written.insert(key, history);
-            }
-            api = slice_api;
-            deleted += streamed.deleted;
-            rest_total += streamed.rest_total;
-            let done = &mut plan.slices[index];
-            done.done = true;
-            done.rows = rows;
-            done.api = Some(slice_api.name().to_string());
-            if persist {
-                object_state.plan = Some(plan.clone());
-                self.save_state(&spec.name, &object_state).await?;
-            }
-        }
+                    persist,
+                    now,
+                },
+                &mut plan,
+                &mut object_state,
+                &mut route,
+                progress,
+            )
+            .await?;
+        let windows::WindowsRead {
+            mut written,
+            deleted,
+            rest_total,
+            api,
+        } = read;
         let any_bulk = plan.slices.iter().any(|s| s.api.as_deref() == Some("bulk"));
         let rows = plan.rows();
         self.count(&spec.name, |c| {
