@@ -1,9 +1,13 @@
 """The deployment: CloudFormation templates lint clean, IAM stays least-privilege (no `*` resource
 on a data action), every schedule has a fixed window, retries and a dead-letter queue, the lake
-bucket is private and encrypted, and the image ships no compiler."""
+bucket is private and encrypted, the image ships no compiler, and the alarms and dashboard watch
+metrics a real run emits (namespace, metric and dimension names of its EMF line, the job names of
+the scheduled job files), every scheduled job has failed-run and freshness alarms, and every alarm
+notifies the alarm topic."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -174,3 +178,181 @@ def test_export_shard_array_job_splits_the_objects_of_one_command_line(tmp_path,
         tables.append({p.name for p in (tmp_path / "lake").iterdir() if p.name.startswith("sf_")})
     assert tables[0] == {"sf_account", "sf_account_latest", "sf_case", "sf_case_latest"}
     assert tables[1] - tables[0] == {"sf_contact", "sf_contact_latest"}
+
+
+# --------------------------------------------------------------------------------------------
+# Alarms and dashboard (deploy/cxlake.yaml): they watch what a real run emits
+
+STACK = REPO / "deploy" / "cxlake.yaml"
+NOTIFY = [
+    {"Fn::If": ["HasAlarmTopicArn", {"Ref": "AlarmTopicArn"}, {"Ref": "AWS::NoValue"}]},
+    {"Fn::If": ["HasAlarmEmail", {"Ref": "AlarmTopic"}, {"Ref": "AWS::NoValue"}]},
+]
+
+
+def stack_resources(kind: str) -> dict[str, dict]:
+    return {name: r for name, r in template(STACK)["Resources"].items() if r["Type"] == kind}
+
+
+def alarms() -> dict[str, dict]:
+    found = {name: r["Properties"] for name, r in stack_resources("AWS::CloudWatch::Alarm").items()}
+    assert found, "deploy/cxlake.yaml has no alarms"
+    return found
+
+
+def scheduled_jobs() -> dict[str, str]:
+    """The [job] name of every job file a schedule runs (the EMF `Job` dimension), by schedule."""
+    import re
+    import tomllib
+
+    jobs = {}
+    for name, resource in stack_resources("AWS::Scheduler::Schedule").items():
+        target = resource["Properties"]["Target"]
+        command = target["Input"]["Fn::Sub"] if isinstance(target["Input"], dict) else target["Input"]
+        files = re.findall(r'"(aws/[a-z0-9-]+\.toml)"', command)
+        assert files, f"{name} runs no job file"
+        for file in files:
+            job = tomllib.loads((REPO / "jobs" / file).read_text(encoding="utf-8"))["job"]["name"]
+            jobs[job] = name
+    return jobs
+
+
+def dimensions(props: dict) -> dict:
+    return {d["Name"]: d["Value"] for d in props.get("Dimensions", [])}
+
+
+def dashboard_metrics() -> list[tuple[str, str, dict, str]]:
+    """(namespace, metric, dimensions, widget title) of every metric line of the dashboard."""
+    import re
+
+    [(_, dashboard)] = stack_resources("AWS::CloudWatch::Dashboard").items()
+    body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    # ${AWS::Region}, ${DeadLetterQueue.QueueName}: substituted by CloudFormation; keep the name.
+    parsed = json.loads(re.sub(r"\$\{([^}]+)\}", r"<\1>", body))
+    lines = []
+    for widget in parsed["widgets"]:
+        props = widget["properties"]
+        for line in props["metrics"]:
+            assert "..." not in line and "." not in line, f"spell out each metric line: {line}"
+            names = [x for x in line if not isinstance(x, dict)]
+            namespace, metric, pairs = names[0], names[1], names[2:]
+            assert len(pairs) % 2 == 0, line
+            lines.append((namespace, metric, dict(zip(pairs[::2], pairs[1::2])), props["title"]))
+    return lines
+
+
+@pytest.fixture
+def emf(cx, tmp_path) -> dict:
+    """The EMF document of a real run: the demo queue job (same [job] name as the production one)
+    over the bundled reports, into a lake in the test's directory."""
+    reports = (REPO / "examples" / "connect" / "Reports" / "SFDC" / "Queue").as_uri() + "/"
+    result = cx("run", str(REPO / "jobs" / "demo" / "connect-queue.toml"),
+                env={"CXLAKE_SOURCE_URL": reports, "CXLAKE_LAKE_URL": "file://lake"})
+    assert result.code == 0, result
+    [line] = [json.loads(l) for l in result.stdout.splitlines() if l.startswith("{") and '"_aws"' in l]
+    return line
+
+
+def emitted(emf: dict) -> set[tuple[str, str, tuple[str, ...]]]:
+    """(namespace, metric, dimension names) of every metric the EMF document declares, each with
+    a numeric value and each dimension with a value in the document."""
+    found = set()
+    for directive in emf["_aws"]["CloudWatchMetrics"]:
+        for names in directive["Dimensions"]:
+            assert all(isinstance(emf.get(n), str) for n in names), names
+            for metric in directive["Metrics"]:
+                assert isinstance(emf[metric["Name"]], (int, float)), metric
+                found.add((directive["Namespace"], metric["Name"], tuple(sorted(names))))
+    return found
+
+
+def test_every_watched_metric_is_one_a_real_run_emits(emf):
+    emits = emitted(emf)
+    jobs = scheduled_jobs()
+    # The dimension value the binary writes is the job file's [job] name, which the alarms use.
+    assert emf["Job"] in jobs, (emf["Job"], jobs)
+    watched = [(p["Namespace"], p["MetricName"], dimensions(p), name) for name, p in alarms().items()]
+    watched += dashboard_metrics()
+    for namespace, metric, dims, where in watched:
+        if namespace == "AWS/SQS":  # the scheduler's dead-letter queue, measured by SQS itself
+            assert (metric, list(dims)) == ("ApproximateNumberOfMessagesVisible", ["QueueName"]), where
+            assert dims["QueueName"] in ({"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]},
+                                         "<DeadLetterQueue.QueueName>"), where
+            continue
+        assert (namespace, metric, tuple(sorted(dims))) in emits, f"{where}: {namespace}/{metric} {dims} is not emitted"
+        assert dims["Job"] in jobs, f"{where}: no schedule runs a job named {dims['Job']!r}"
+    assert any(ns == "AWS/SQS" for ns, *_ in watched), "nothing watches the dead-letter queue"
+
+
+def test_dashboard_shows_rows_bytes_rejects_duration_and_api_calls_per_job():
+    shown = {(metric, dims.get("Job")) for _, metric, dims, _ in dashboard_metrics()}
+    for job in scheduled_jobs():
+        for metric in ("Rows", "Bytes", "Rejects", "DurationSeconds", "ApiCalls"):
+            assert (metric, job) in shown, (metric, job)
+
+
+def is_freshness(props: dict) -> bool:
+    return props["ComparisonOperator"] in ("LessThanThreshold", "LessThanOrEqualToThreshold")
+
+
+def test_freshness_alarms_treat_missing_data_as_breaching_and_the_rest_do_not(emf):
+    parameters = template(STACK)["Parameters"]
+    freshness = {name: p for name, p in alarms().items() if is_freshness(p)}
+    assert freshness
+    for name, props in freshness.items():
+        assert props["TreatMissingData"] == "breaching", name
+        # Every run emits the metric once: its sample count is the number of runs.
+        assert props["Statistic"] == "SampleCount" and props["MetricName"] in emf, name
+        assert props["ComparisonOperator"] == "LessThanThreshold" and props["Threshold"] == 1, name
+        # N of N hourly periods without a run: the window is a parameter, within CloudWatch's
+        # limit (periods of an hour or more: at most 7 days of evaluation).
+        hours = props["EvaluationPeriods"]["Ref"]
+        assert props["DatapointsToAlarm"] == {"Ref": hours}, name
+        assert int(props["Period"]) == 3600, name
+        assert parameters[hours]["Type"] == "Number"
+        assert 1 <= int(parameters[hours]["MinValue"]) and int(parameters[hours]["MaxValue"]) * 3600 <= 604800
+    for name, props in alarms().items():
+        if not is_freshness(props):
+            assert props["TreatMissingData"] == "notBreaching", f"{name}: a quiet hour is not an alarm"
+
+
+def test_every_scheduled_job_has_failed_rejects_and_freshness_alarms():
+    parameters = template(STACK)["Parameters"]
+    schedules = stack_resources("AWS::Scheduler::Schedule")
+    by_job: dict[str, dict[str, dict]] = {}
+    for props in alarms().values():
+        job = dimensions(props).get("Job")
+        if job:
+            key = "Freshness" if is_freshness(props) else props["MetricName"]
+            assert key not in by_job.setdefault(job, {}), f"two {key} alarms for {job}"
+            by_job[job][key] = props
+    for job, schedule in scheduled_jobs().items():
+        watched = by_job.get(job, {})
+        for key in ("Failed", "Rejects", "Freshness"):
+            assert key in watched, f"{job} ({schedule}) has no {key} alarm"
+        for key in ("Failed", "Rejects"):
+            assert watched[key]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and watched[key]["Threshold"] == 1
+        # The default window is longer than the gap between two scheduled runs.
+        hour_field = schedules[schedule]["Properties"]["ScheduleExpression"].split()[1]
+        gap_hours = 0.5 if hour_field == "*" else 24
+        window = parameters[watched["Freshness"]["EvaluationPeriods"]["Ref"]]["Default"]
+        assert int(window) > gap_hours, f"{job}: a {window} h window on a {gap_hours} h schedule"
+    export = [job for job in scheduled_jobs() if job == "salesforce-export"]
+    assert export and all("BudgetStopped" in by_job[job] for job in export)
+
+
+def test_alarm_actions_point_at_the_topic():
+    parsed = template(STACK)
+    parameters, conditions, resources_ = parsed["Parameters"], parsed["Conditions"], parsed["Resources"]
+    for name, props in alarms().items():
+        assert props["AlarmActions"] == NOTIFY, name
+    # Both ways to be notified are optional parameters.
+    assert parameters["AlarmTopicArn"]["Default"] == "" and parameters["AlarmEmail"]["Default"] == ""
+    assert conditions["HasAlarmTopicArn"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+    assert conditions["HasAlarmEmail"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+    topic = resources_["AlarmTopic"]
+    assert topic["Type"] == "AWS::SNS::Topic" and topic["Condition"] == "HasAlarmEmail"
+    [subscription] = [r for r in resources_.values() if r["Type"] == "AWS::SNS::Subscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"] == {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email",
+                                          "Endpoint": {"Ref": "AlarmEmail"}}
