@@ -198,6 +198,26 @@ mod tests {
     }
 
     #[test]
+    fn the_cursor_is_systemmodstamp_else_lastmodifieddate_else_createddate() {
+        let describe = |fields: &[&str]| -> ObjectDescribe {
+            serde_json::from_value(serde_json::json!({
+                "name": "X",
+                "fields": fields
+                    .iter()
+                    .map(|f| serde_json::json!({"name": f, "type": "datetime"}))
+                    .collect::<Vec<_>>(),
+            }))
+            .unwrap()
+        };
+        let all = ["CreatedDate", "LastModifiedDate", "SystemModstamp"];
+        assert_eq!(cursor_field(&describe(&all)), Some("SystemModstamp"));
+        assert_eq!(cursor_field(&describe(&all[..2])), Some("LastModifiedDate"));
+        // OpportunityFieldHistory has CreatedDate only.
+        assert_eq!(cursor_field(&describe(&all[..1])), Some("CreatedDate"));
+        assert_eq!(cursor_field(&describe(&[])), None);
+    }
+
+    #[test]
     fn cut_covers_the_span_once_with_half_open_windows() {
         let slices = cut(
             Some(at("2024-01-01T00:00:00Z")),

@@ -418,3 +418,28 @@ def test_long_text_areas_arrive_whole_and_nul_bytes_are_stripped(cxlake_bin, cx,
         assert data_files(tmp_path / "lake-rest") == data_files(tmp_path / "lake-bulk")
     finally:
         emulator.stop()
+
+
+def test_a_history_object_without_systemmodstamp_is_read_incrementally_on_createddate(cxlake_bin, cx, tmp_path):
+    """Field history objects (OpportunityFieldHistory) have CreatedDate only: it is their cursor."""
+    probe = start_emulator(tmp_path)
+    try:
+        definition = object_definition(probe, CUSTOM, "CX_History__c", keyPrefix="a0H")
+    finally:
+        probe.stop()
+    definition["fields"] = [f for f in definition["fields"] if f["name"] not in ("SystemModstamp", "LastModifiedDate")]
+    emulator = emulator_with(tmp_path, [definition])
+    try:
+        copy_records(emulator, CUSTOM, "CX_History__c", count=20)
+        job = export_job(tmp_path, emulator.url, objects=("CX_History__c",), api="rest")
+        first = cx("run", job)
+        assert first.code == 0, first
+        assert "sf_cx_history__c 20 rows" in first.stdout, first
+        copy_records(emulator, CUSTOM, "CX_History__c", count=3)  # PUT replaces: 3 new records
+        second = cx("run", job)
+        assert second.code == 0, second
+        assert "sf_cx_history__c 3 rows" in second.stdout, second
+        dry = cx("run", "--dry-run", job)
+        assert "WHERE CreatedDate > " in dry.stdout, dry
+    finally:
+        emulator.stop()
