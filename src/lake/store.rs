@@ -190,6 +190,18 @@ impl Location {
         })
     }
 
+    /// A location over any store (a test double wrapping an in-memory store, say).
+    #[cfg(test)]
+    pub(crate) fn over(store: Arc<dyn ObjectStore>, url: &str) -> Location {
+        Location {
+            counts: Default::default(),
+            store,
+            root: Path::default(),
+            url: with_slash(url),
+            local_dir: None,
+        }
+    }
+
     /// Requests made so far through this location.
     pub fn requests(&self) -> &RequestCounts {
         &self.counts

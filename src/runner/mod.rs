@@ -275,6 +275,8 @@ pub async fn run(job: &Job, options: &RunOptions) -> Result<Exit, JobError> {
     let clock = Instant::now();
     let outcome = dispatch(job, window, options).await;
     heartbeat.abort();
+    // Wait until the refresh task is gone, so no refresh of the lock runs alongside its release.
+    let _ = heartbeat.await;
     let (exit, metrics, error) = match &outcome {
         Ok((exit, metrics)) => (*exit, metrics.clone(), None),
         Err(e) => (
