@@ -31,8 +31,12 @@ pub struct ObjectState {
 /// Reads `object`'s state; an object exported before per-object state existed takes its
 /// watermark from the job's state.
 pub async fn load(lake: &Location, job: &str, object: &str) -> Result<ObjectState, StateError> {
-    match lake.get(&layout::object_state_key(job, object)).await? {
-        Some(_) => state::read_json(lake, &layout::object_state_key(job, object)).await,
+    let key = layout::object_state_key(job, object);
+    match lake.get(&key).await? {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+            url: lake.url_of(&key),
+            source,
+        }),
         None => {
             let legacy = state::load_job_state(lake, job).await?;
             Ok(ObjectState {

@@ -663,7 +663,12 @@ impl<'a> ExportJob<'a> {
         )
         .await;
 
-        let read = self
+        let windows::WindowsRead {
+            mut written,
+            deleted,
+            rest_total,
+            api,
+        } = self
             .read_windows(
                 &ObjectRun {
                     spec,
@@ -682,12 +687,6 @@ impl<'a> ExportJob<'a> {
                 progress,
             )
             .await?;
-        let windows::WindowsRead {
-            mut written,
-            deleted,
-            rest_total,
-            api,
-        } = read;
         let any_bulk = plan.slices.iter().any(|s| s.api.as_deref() == Some("bulk"));
         let rows = plan.rows();
         self.count(&spec.name, |c| {
