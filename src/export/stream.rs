@@ -69,50 +69,38 @@ impl ExportJob<'_> {
             Route::RestOnly(_) => ApiChoice::Rest,
             Route::AsConfigured(choice) => *choice,
         };
-        match choice {
-            ApiChoice::Bulk => Ok((
-                Api::Bulk,
-                self.stream_bulk(object, soql, all, columns, schema, out)
-                    .await?,
-            )),
-            ApiChoice::Rest => {
-                let first = self
-                    .client
+        // REST, and `auto` too: its first page says how many records match (AppFlow's rule).
+        let first = match choice {
+            ApiChoice::Bulk => None,
+            ApiChoice::Rest | ApiChoice::Auto => Some(
+                self.client
                     .query(soql, all)
                     .await
-                    .map_err(page_error(format!("{object} REST page 1")))?;
-                Ok((
-                    Api::Rest,
-                    self.stream_rest(object, first, columns, schema, out)
-                        .await?,
-                ))
+                    .map_err(page_error(format!("{object} REST page 1")))?,
+            ),
+        };
+        match first {
+            Some(first)
+                if choice == ApiChoice::Rest || first.total_size < settings.bulk_threshold =>
+            {
+                let streamed = self
+                    .stream_rest(object, first, columns, schema, out)
+                    .await?;
+                Ok((Api::Rest, streamed))
             }
-            ApiChoice::Auto => {
-                // The first REST page says how many records match (AppFlow's automatic rule).
-                let first = self
-                    .client
-                    .query(soql, all)
-                    .await
-                    .map_err(page_error(format!("{object} REST page 1")))?;
-                if first.total_size >= settings.bulk_threshold {
+            large => {
+                if let Some(first) = large {
                     tracing::info!(
                         object,
                         records = first.total_size,
                         threshold = settings.bulk_threshold,
                         "large result: using Bulk API 2.0"
                     );
-                    Ok((
-                        Api::Bulk,
-                        self.stream_bulk(object, soql, all, columns, schema, out)
-                            .await?,
-                    ))
-                } else {
-                    Ok((
-                        Api::Rest,
-                        self.stream_rest(object, first, columns, schema, out)
-                            .await?,
-                    ))
                 }
+                let streamed = self
+                    .stream_bulk(object, soql, all, columns, schema, out)
+                    .await?;
+                Ok((Api::Bulk, streamed))
             }
         }
     }
