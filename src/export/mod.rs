@@ -1,11 +1,16 @@
-//! The `salesforce-export` job: for each object, describe → SOQL → REST pages or Bulk API 2.0
-//! result pages → canonical Arrow → one Parquet file under `sf_<object>/snapshot_date=D/`,
-//! then the `sf_<object>_latest` table, Glue, and finally the watermark.
+//! The `salesforce-export` job: for each object (`export.concurrency` at a time), describe →
+//! a plan of windows on its cursor (`plan.rs`, `slicing.rs`) → per window, REST pages or Bulk
+//! API 2.0 result pages over the routed API (`windows.rs`, `routing.rs`, `stream.rs`) →
+//! canonical Arrow → one Parquet file per window under `sf_<object>/snapshot_date=D/`, then
+//! deletions beyond the recycle bin (`deletes.rs`), the `sf_<object>_latest` table and Glue
+//! (`publish.rs`), and finally the watermark. Every call spends the run's API budget.
 //!
-//! Order of commits per object: history file, latest file, table metadata, Glue tables, state.
-//! A failure anywhere leaves the watermark where it was, so the next run repeats the work and
-//! writes the same keys again (nothing is lost, nothing half-written is visible: each file is
-//! replaced with one PUT or a multipart upload that only appears when complete).
+//! Order of commits per object: each window's history file (and its checkpoint in the object's
+//! state, `checkpoint.rs`), the deletions file, the latest file, table metadata, Glue tables,
+//! the watermark. A failure or stop anywhere leaves the watermark where it was and the plan in
+//! the state, so the next run reads only the unfinished windows and writes the same keys
+//! (nothing is lost, nothing half-written is visible: each file is replaced with one PUT or a
+//! multipart upload that only appears when complete).
 
 pub mod checkpoint;
 mod deletes;
