@@ -57,6 +57,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "pushback-queue.toml",
         include_str!("../../jobs/aws/pushback-queue.toml"),
     ),
+    (
+        "pushback-agent.toml",
+        include_str!("../../jobs/aws/pushback-agent.toml"),
+    ),
 ];
 
 /// The example values in `jobs/aws/` that [`render`] replaces.

@@ -17,8 +17,8 @@ def test_init_writes_every_job_kind_with_the_deployments_settings(cx, tmp_path):
                            "--salesforce-credentials", "env", lake="s3://acme-lake/cx"))
     assert result.code == 0, result
     files = sorted(p.name for p in (tmp_path / "jobs" / "acme").glob("*.toml"))
-    assert files == ["connect-agent.toml", "connect-queue.toml", "pushback-queue.toml", "rollup-agent.toml",
-                     "rollup-queue.toml", "salesforce-export.toml"]
+    assert files == ["connect-agent.toml", "connect-queue.toml", "pushback-agent.toml", "pushback-queue.toml",
+                     "rollup-agent.toml", "rollup-queue.toml", "salesforce-export.toml"]
     jobs = {name: tomllib.loads((tmp_path / "jobs" / "acme" / name).read_text()) for name in files}
     assert {j["job"]["kind"] for j in jobs.values()} == {"connect-intervals", "interval-rollup",
                                                          "salesforce-export", "salesforce-pushback"}
@@ -29,6 +29,8 @@ def test_init_writes_every_job_kind_with_the_deployments_settings(cx, tmp_path):
     assert jobs["rollup-queue.toml"]["catalog"]["database"] == "acme_cc"
     assert jobs["salesforce-export.toml"]["salesforce"]["credentials"] == "env"
     assert jobs["pushback-queue.toml"]["salesforce"]["username"] == "etl@acme.example"
+    assert jobs["pushback-agent.toml"]["pushback"]["report"] == "agent"
+    assert jobs["pushback-agent.toml"]["salesforce"]["username"] == "etl@acme.example"
 
     validated = cx("validate", "--print", *[f"jobs/acme/{n}" for n in files])
     assert validated.code == 0, validated
