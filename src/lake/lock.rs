@@ -258,6 +258,39 @@ async fn delete_if_ours(lake: &Location, key: &str, token: &str) -> Result<Delet
     }
 }
 
+/// What a refresh found.
+#[derive(Debug, PartialEq, Eq)]
+enum Refreshed {
+    /// The lock holds the new expiry.
+    Yes,
+    /// The lock is gone or another run's: nothing was written.
+    TakenOver,
+}
+
+/// Moves the expiry of this run's lock (`info`, with its token) forward, only while the lock is
+/// still this run's: a compare-and-swap on the version read, so a run whose lock went stale and
+/// was taken over never overwrites the new holder's lock. Stores without compare-and-swap (the
+/// local file store) write after the same check.
+async fn refresh(lake: &Location, key: &str, info: &LockInfo) -> Result<Refreshed, StoreError> {
+    let Some((bytes, version)) = lake.get_versioned(key).await? else {
+        return Ok(Refreshed::TakenOver);
+    };
+    match serde_json::from_slice::<LockInfo>(&bytes) {
+        Ok(current) if current.is_ours(&info.token) => {}
+        _ => return Ok(Refreshed::TakenOver),
+    }
+    let body = Bytes::from(serde_json::to_vec_pretty(info).expect("lock serializes"));
+    match lake.replace_if(key, body.clone(), version).await? {
+        Conditional::Written => Ok(Refreshed::Yes),
+        // Changed between the read and the write: whoever changed it holds it now.
+        Conditional::Conflict => Ok(Refreshed::TakenOver),
+        Conditional::Unsupported => {
+            lake.put(key, body).await?;
+            Ok(Refreshed::Yes)
+        }
+    }
+}
+
 impl JobLock {
     /// Keeps the lock alive while the run goes on: every `ttl / 3` its expiry moves to now +
     /// `ttl`, so a short TTL is safe for long runs and a crashed run's lock goes stale quickly.
@@ -269,9 +302,15 @@ impl JobLock {
             loop {
                 tokio::time::sleep(ttl / 3).await;
                 info.expires_at = Utc::now() + ttl_chrono;
-                let body = Bytes::from(serde_json::to_vec_pretty(&info).expect("lock serializes"));
-                if let Err(e) = lake.put(&key, body).await {
-                    tracing::warn!(key = %key, error = %e, "could not refresh the job lock");
+                match refresh(&lake, &key, &info).await {
+                    Ok(Refreshed::Yes) => {}
+                    Ok(Refreshed::TakenOver) => {
+                        tracing::warn!(key = %key, "the lock was taken over while this run held it (run longer than its TTL?); no longer refreshing it");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(key = %key, error = %e, "could not refresh the job lock")
+                    }
                 }
             }
         })
@@ -506,6 +545,39 @@ mod tests {
         lake.put(&lock_key("job"), body).await.unwrap();
         taker.release().await.unwrap();
         assert_eq!(lock_on(&lake, "job").await.unwrap(), twin);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_moves_only_this_runs_lock_and_never_a_takers() {
+        let (_store, lake) = faulty();
+        let first = acquire(&lake, "job", Duration::ZERO, "run a")
+            .await
+            .unwrap();
+        let mut later = first.info.clone();
+        later.expires_at = Utc::now() + chrono::Duration::minutes(5);
+        assert_eq!(
+            refresh(&lake, &first.key, &later).await.unwrap(),
+            Refreshed::Yes
+        );
+        assert_eq!(lock_on(&lake, "job").await.unwrap(), later);
+        // Stale (expired at once), taken over: the old holder's refresh must not overwrite it.
+        let mut stale = first.info.clone();
+        stale.expires_at = Utc::now() - chrono::Duration::minutes(1);
+        let body = Bytes::from(serde_json::to_vec(&stale).unwrap());
+        lake.put(&lock_key("job"), body).await.unwrap();
+        let taker = acquire(&lake, "job", MINUTE, "run b").await.unwrap();
+        assert_eq!(
+            refresh(&lake, &first.key, &later).await.unwrap(),
+            Refreshed::TakenOver
+        );
+        assert_eq!(lock_on(&lake, "job").await.unwrap(), taker.info);
+        taker.release().await.unwrap();
+        assert_eq!(
+            refresh(&lake, &first.key, &later).await.unwrap(),
+            Refreshed::TakenOver,
+            "a released lock is not brought back"
+        );
+        assert!(lock_on(&lake, "job").await.is_none());
     }
 
     #[test]
