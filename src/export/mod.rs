@@ -245,7 +245,7 @@ fn soql_datetime(at: DateTime<Utc>) -> String {
 }
 
 /// The cursor span of one query (bounds are whole seconds).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Span {
     /// Lower bound.
     pub from: Option<DateTime<Utc>>,

@@ -26,14 +26,9 @@ pub fn cursor_field(describe: &ObjectDescribe) -> Option<&'static str> {
 /// One window of a plan and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Slice {
-    /// Lower bound (`None`: unbounded).
-    pub from: Option<DateTime<Utc>>,
-    /// `>=` rather than `>`.
-    pub from_inclusive: bool,
-    /// Upper bound (`None`: unbounded).
-    pub to: Option<DateTime<Utc>>,
-    /// `<=` rather than `<`.
-    pub to_inclusive: bool,
+    /// Its bounds on the cursor (`None`: unbounded), stored inline in the state.
+    #[serde(flatten)]
+    pub bounds: Span,
     /// Its records are in the lake (its history file, if it had records, is written).
     #[serde(default)]
     pub done: bool,
@@ -49,20 +44,21 @@ pub struct Slice {
 }
 
 impl Slice {
-    /// The query bounds of this slice.
-    pub fn span(&self) -> Span {
-        Span {
-            from: self.from,
-            from_inclusive: self.from_inclusive,
-            to: self.to,
-            to_inclusive: self.to_inclusive,
+    /// A window not read yet.
+    pub fn new(bounds: Span) -> Slice {
+        Slice {
+            bounds,
+            done: false,
+            rest: false,
+            rows: 0,
+            api: None,
         }
     }
 
     /// The history file's part name: the lower bound, so every slice of a plan has its own key
     /// and a rerun of the plan writes the same keys.
     pub fn part_name(&self) -> String {
-        match self.from {
+        match self.bounds.from {
             None => "part-initial".to_string(),
             Some(from) => format!("part-{}", from.format("%Y%m%dT%H%M%S%3fZ")),
         }
@@ -71,33 +67,23 @@ impl Slice {
     /// The two halves at the middle second, or `None` when the slice is unbounded or narrower
     /// than `floor` (then REST reads it).
     pub fn halve(&self, floor: Duration) -> Option<(Slice, Slice)> {
-        let (from, to) = (self.from?, self.to?);
+        let (from, to) = (self.bounds.from?, self.bounds.to?);
         if to - from < floor || to - from < Duration::seconds(2) {
             return None;
         }
         let middle = from + (to - from) / 2;
         let middle = DateTime::from_timestamp(middle.timestamp(), 0).unwrap_or(middle);
-        let left = Slice {
+        let left = Slice::new(Span {
             to: Some(middle),
             to_inclusive: false,
-            ..self.pending()
-        };
-        let right = Slice {
+            ..self.bounds
+        });
+        let right = Slice::new(Span {
             from: Some(middle),
             from_inclusive: true,
-            ..self.pending()
-        };
+            ..self.bounds
+        });
         Some((left, right))
-    }
-
-    fn pending(&self) -> Slice {
-        Slice {
-            done: false,
-            rest: false,
-            rows: 0,
-            api: None,
-            ..self.clone()
-        }
     }
 }
 
@@ -138,10 +124,10 @@ impl Plan {
     pub fn pending_span(&self) -> Span {
         let first = self.slices.iter().find(|s| !s.done);
         Span {
-            from: first.and_then(|s| s.from),
-            from_inclusive: first.is_some_and(|s| s.from_inclusive),
+            from: first.and_then(|s| s.bounds.from),
+            from_inclusive: first.is_some_and(|s| s.bounds.from_inclusive),
             to: Some(self.until),
-            to_inclusive: self.slices.last().is_none_or(|s| s.to_inclusive),
+            to_inclusive: self.slices.last().is_none_or(|s| s.bounds.to_inclusive),
         }
     }
 
@@ -160,32 +146,28 @@ pub fn cut(
     until_inclusive: bool,
     width: Duration,
 ) -> Vec<Slice> {
-    let last = |from, from_inclusive| Slice {
+    let last = |from, from_inclusive| Span {
         from,
         from_inclusive,
         to: Some(until),
         to_inclusive: until_inclusive,
-        done: false,
-        rest: false,
-        rows: 0,
-        api: None,
     };
     let Some(mut start) = from else {
-        return vec![last(None, false)];
+        return vec![Slice::new(last(None, false))];
     };
     let mut slices = Vec::new();
     let mut inclusive = from_inclusive;
     while until - start > width {
         let end = start + width;
-        slices.push(Slice {
+        slices.push(Slice::new(Span {
             to: Some(end),
             to_inclusive: false,
             ..last(Some(start), inclusive)
-        });
+        }));
         start = end;
         inclusive = true;
     }
-    slices.push(last(Some(start), inclusive));
+    slices.push(Slice::new(last(Some(start), inclusive)));
     slices
 }
 
@@ -227,18 +209,18 @@ mod tests {
             Duration::days(30),
         );
         assert_eq!(slices.len(), 3);
-        assert_eq!(slices[0].from, Some(at("2024-01-01T00:00:00Z")));
+        assert_eq!(slices[0].bounds.from, Some(at("2024-01-01T00:00:00Z")));
         assert!(
-            !slices[0].from_inclusive,
+            !slices[0].bounds.from_inclusive,
             "the watermark itself was exported"
         );
         for pair in slices.windows(2) {
-            assert_eq!(pair[0].to, pair[1].from);
-            assert!(!pair[0].to_inclusive && pair[1].from_inclusive);
+            assert_eq!(pair[0].bounds.to, pair[1].bounds.from);
+            assert!(!pair[0].bounds.to_inclusive && pair[1].bounds.from_inclusive);
         }
         let last = slices.last().unwrap();
-        assert_eq!(last.to, Some(at("2024-03-15T12:00:00Z")));
-        assert!(last.to_inclusive);
+        assert_eq!(last.bounds.to, Some(at("2024-03-15T12:00:00Z")));
+        assert!(last.bounds.to_inclusive);
         assert_eq!(
             cut(
                 None,
@@ -270,14 +252,14 @@ mod tests {
         let [left, right] = &plan.slices[..] else {
             panic!("two halves")
         };
-        assert_eq!(left.to, Some(at("2024-01-01T12:00:00Z")));
-        assert!(!left.from_inclusive && !left.to_inclusive);
-        assert!(right.from_inclusive && right.to_inclusive);
+        assert_eq!(left.bounds.to, Some(at("2024-01-01T12:00:00Z")));
+        assert!(!left.bounds.from_inclusive && !left.bounds.to_inclusive);
+        assert!(right.bounds.from_inclusive && right.bounds.to_inclusive);
         assert_ne!(left.part_name(), right.part_name());
         let mut narrow = plan.clone();
         while narrow.split(0, Duration::hours(1)) {}
         let first = &narrow.slices[0];
-        assert!(first.to.unwrap() - first.from.unwrap() < Duration::hours(1));
+        assert!(first.bounds.to.unwrap() - first.bounds.from.unwrap() < Duration::hours(1));
         // 24 h: 12 h, 6 h, 3 h, 90 min, then two windows of 45 min, under the floor.
         assert_eq!(narrow.slices.len(), 6);
     }

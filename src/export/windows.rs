@@ -82,7 +82,7 @@ impl ExportJob<'_> {
                 &run.spec.name,
                 &run.fields,
                 run.spec.filter.as_deref(),
-                &slice.span(),
+                &slice.bounds,
                 run.cursor_name(),
             );
             tracing::debug!(object = %run.spec.name, soql = %text, "query");
@@ -117,7 +117,7 @@ impl ExportJob<'_> {
                     continue;
                 }
                 Err(ExportError::Salesforce(SalesforceError::JobFailed { message, .. })) => {
-                    let first = match (slice.from, run.cursor) {
+                    let first = match (slice.bounds.from, run.cursor) {
                         (None, Some(cursor)) if run.incremental => {
                             self.first_cursor(run.spec, cursor).await?
                         }
@@ -126,13 +126,18 @@ impl ExportJob<'_> {
                     if let Some(first) = first {
                         tracing::warn!(object = %run.spec.name, error = %message, "Bulk job failed on the whole object: cutting it into windows from its first record");
                         let width = chrono::Duration::days(self.spec.export.slice_days.into());
-                        let windows =
-                            slicing::cut(Some(first), true, plan.until, slice.to_inclusive, width);
+                        let windows = slicing::cut(
+                            Some(first),
+                            true,
+                            plan.until,
+                            slice.bounds.to_inclusive,
+                            width,
+                        );
                         plan.slices.splice(index..=index, windows);
                     } else if plan.split(index, floor) {
-                        tracing::warn!(object = %run.spec.name, error = %message, from = ?slice.from, to = ?slice.to, "Bulk job failed: halving its window");
+                        tracing::warn!(object = %run.spec.name, error = %message, from = ?slice.bounds.from, to = ?slice.bounds.to, "Bulk job failed: halving its window");
                     } else {
-                        tracing::warn!(object = %run.spec.name, error = %message, from = ?slice.from, to = ?slice.to, "Bulk job failed on a window too narrow to halve: reading it over REST");
+                        tracing::warn!(object = %run.spec.name, error = %message, from = ?slice.bounds.from, to = ?slice.bounds.to, "Bulk job failed on a window too narrow to halve: reading it over REST");
                         plan.slices[index].rest = true;
                     }
                     if run.persist {
