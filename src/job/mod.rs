@@ -8,11 +8,11 @@ mod model;
 mod settings;
 
 pub use model::{
-    ApiChoice, Budget, CatalogSettings, ConnectSource, ExportMode, ExportSettings, FormulaPolicy,
-    Grain, Job, JobKind, KeyStyle, LakeSettings, ObjectSpec, PushbackSpec, ReportKind, RollupSpec,
-    SalesforceExport, SalesforcePushback, SalesforceSettings, DEFAULT_API_VERSION,
-    DEFAULT_BULK_THRESHOLD, DEFAULT_LOOKBACK_DAYS, DEFAULT_PAGE_SIZE, DEFAULT_PROJECTION_START,
-    MAX_BULK_JOBS,
+    ApiChoice, Budget, CatalogSettings, ConnectSource, ExportMode, ExportSettings, FillSettings,
+    FormulaPolicy, Grain, Job, JobKind, KeyStyle, LakeSettings, ObjectSpec, PushbackSpec,
+    ReportKind, RollupSpec, SalesforceExport, SalesforcePushback, SalesforceSettings,
+    DEFAULT_API_VERSION, DEFAULT_BULK_THRESHOLD, DEFAULT_LOOKBACK_DAYS, DEFAULT_PAGE_SIZE,
+    DEFAULT_PROJECTION_START, MAX_BULK_JOBS,
 };
 
 use std::collections::BTreeMap;
@@ -28,6 +28,7 @@ const SECTIONS: &[&str] = &[
     "export",
     "rollup",
     "pushback",
+    "fill",
 ];
 /// Prefix of the environment variables that override job settings.
 pub const ENV_PREFIX: &str = "CXLAKE_";

@@ -71,6 +71,7 @@ pub fn runs_schema() -> SchemaRef {
         ("bytes_written", DataType::Int64),
         ("reconciliation_status", DataType::Utf8),
         ("error", DataType::Utf8),
+        ("missing_intervals", DataType::Int64),
     ])
 }
 
@@ -157,6 +158,7 @@ pub fn runs_batch(record: &RunRecord<'_>) -> Result<RecordBatch, ParquetError> {
         count([Some(m.bytes)]),
         text([status]),
         text([record.error.as_deref()]),
+        count([m.missing_intervals]),
     ];
     Ok(RecordBatch::try_new(runs_schema(), columns)?)
 }

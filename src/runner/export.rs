@@ -161,6 +161,7 @@ impl Summary for ExportSummary {
                 .flat_map(|o| o.history_keys.iter().cloned())
                 .collect(),
             reconciliation: report.reconciliation(),
+            missing_intervals: None,
         }
     }
 }
