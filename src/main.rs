@@ -180,13 +180,32 @@ fn try_main(cli: Cli) -> Result<Exit, Failure> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Validate { jobs, print } => {
-            for (path, job) in jobs.iter().zip(load_all(&jobs)?) {
+            let loaded = load_all(&jobs)?;
+            let fills = loaded.iter().any(|job| {
+                matches!(&job.kind, cxlake::job::JobKind::ConnectIntervals(s) if s.fill.is_some())
+            });
+            if fills {
+                let problems = cxlake::connect::fill::mapping::problems();
+                if !problems.is_empty() {
+                    return Err(usage(anyhow::anyhow!(problems.join("\n"))));
+                }
+            }
+            for (path, job) in jobs.iter().zip(loaded) {
                 println!(
                     "{}: ok ({} job {:?})",
                     path.display(),
                     job.kind.name(),
                     job.name
                 );
+                if let cxlake::job::JobKind::ConnectIntervals(source) = &job.kind {
+                    if let Some(fill) = &source.fill {
+                        println!(
+                            "  fills missing intervals from GetMetricDataV2 of {}: {} report columns mapped (schemas/connect_api_metrics.toml)",
+                            fill.instance_arn,
+                            cxlake::connect::fill::mapping::for_report(source.report).len()
+                        );
+                    }
+                }
                 if print {
                     println!("{}", job.settings_listing());
                 }

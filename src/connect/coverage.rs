@@ -14,6 +14,7 @@ use arrow::array::{
     Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use bytes::Bytes;
 use chrono::{NaiveDate, TimeZone};
 use chrono_tz::Tz;
 
@@ -310,7 +311,7 @@ pub fn from_batches(batches: &[RecordBatch]) -> HashMap<i64, IntervalCoverage> {
 
 /// Rows of an interval table partition by interval start, split by origin (rows written before
 /// the `origin` column existed came from reports).
-pub fn rows_by_origin(batches: &[RecordBatch]) -> (HashMap<i64, i64>, HashMap<i64, i64>) {
+pub fn rows_by_origin(batches: &[RecordBatch]) -> IntervalRows {
     let (mut reports, mut api) = (HashMap::new(), HashMap::new());
     for batch in batches {
         let Some(start) = batch
@@ -330,6 +331,17 @@ pub fn rows_by_origin(batches: &[RecordBatch]) -> (HashMap<i64, i64>, HashMap<i6
     }
     (reports, api)
 }
+
+/// Rows by interval start and origin (reports, API) of an interval table partition file,
+/// reading only the two columns it needs.
+pub fn partition_rows(bytes: Bytes) -> Result<IntervalRows, crate::lake::parquet::ParquetError> {
+    let batches =
+        crate::lake::parquet::decode_columns(bytes, &["interval_start", super::schema::ORIGIN])?;
+    Ok(rows_by_origin(&batches))
+}
+
+/// Rows by interval start: from reports, and filled from the API.
+pub type IntervalRows = (HashMap<i64, i64>, HashMap<i64, i64>);
 
 /// Counts of a set of days' coverage by status.
 pub fn tally<'a>(days: impl IntoIterator<Item = &'a [IntervalCoverage]>) -> BTreeMap<Status, u64> {

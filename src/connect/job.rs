@@ -166,6 +166,8 @@ pub struct PartitionOutcome {
     pub rows_read: usize,
     /// Distinct row keys among them: each must be in the file.
     pub keys_read: usize,
+    /// The file's rows by interval start and origin (for the coverage).
+    pub interval_rows: super::coverage::IntervalRows,
 }
 
 /// A rejected input.
@@ -971,6 +973,11 @@ impl<'a> ConnectJob<'a> {
                     };
                     let written = old.as_deref() != Some(&bytes[..]);
                     let size = bytes.len();
+                    let counted = bytes.clone();
+                    let context = self.lake.url_of(&key);
+                    let interval_rows = cpu(move || super::coverage::partition_rows(counted))
+                        .await
+                        .map_err(|source| RunError::Data { context, source })?;
                     if written {
                         self.lake.put(&key, bytes).await?;
                     }
@@ -982,6 +989,7 @@ impl<'a> ConnectJob<'a> {
                         written,
                         rows_read: 0,
                         keys_read,
+                        interval_rows,
                     }))
                 }
             })

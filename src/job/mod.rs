@@ -94,6 +94,17 @@ fn apply_env_overrides(doc: &mut toml::Table, env: &BTreeMap<String, String>) ->
         if !SECTIONS.contains(&section) || key.is_empty() {
             continue;
         }
+        if raw_value.is_empty() {
+            // An empty variable unsets the key (and a section it leaves empty), so a deployment
+            // can pass an optional setting, e.g. `CXLAKE_FILL_INSTANCE_ARN`, always.
+            if let Some(toml::Value::Table(t)) = doc.get_mut(section) {
+                t.remove(key);
+                if t.is_empty() {
+                    doc.remove(section);
+                }
+            }
+            continue;
+        }
         let table = doc
             .entry(section.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));

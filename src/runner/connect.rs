@@ -61,7 +61,25 @@ impl JobRun for ConnectRun<'_> {
     }
 
     async fn dry_run(&self, plan: &Plan) -> Result<String, JobError> {
-        Ok(PlanListing { run: self, plan }.to_string())
+        let mut listing = PlanListing { run: self, plan }.to_string();
+        if let Some(fill) = &self.source.fill {
+            let preview = self
+                .connect
+                .preview_fill(plan)
+                .await
+                .map_err(failed(self.job, "planning the fill"))?;
+            let metrics = crate::connect::fill::mapping::for_report(self.source.report).len();
+            listing.push_str(&format!(
+                "fill from {}: {} missing intervals within the API's 3 months in {} spans: {} GetMetricDataV2 requests per 100 {}s, plus paging and one listing; {} missing intervals are older and stay missing\n",
+                fill.instance_arn,
+                preview.intervals,
+                preview.spans,
+                crate::connect::fill::plan::request_count(preview.spans, 1, metrics),
+                self.source.report.name(),
+                preview.out_of_reach,
+            ));
+        }
+        Ok(listing)
     }
 
     async fn run(&self, plan: Plan, progress: &Progress) -> Result<ConnectSummary, JobError> {

@@ -160,11 +160,4 @@ mod tests {
         assert!(for_report(ReportKind::Queue).len() > 40);
         assert!(for_report(ReportKind::Agent).len() > 20);
     }
-
-    #[test]
-    fn service_levels_fit_the_apis_limit_per_request() {
-        // The API takes at most 20 SERVICE_LEVEL metrics per request; requests are split by
-        // `super::super::plan::METRICS_PER_REQUEST`, which must not exceed it.
-        assert!(super::super::plan::METRICS_PER_REQUEST <= 20);
-    }
 }

@@ -7,6 +7,10 @@ use chrono::{DateTime, Months, Utc};
 /// Metrics per request. The API allows 20 SERVICE_LEVEL metrics per request (and 20 by
 /// `MetricId`); no other count is documented, so every request stays within 20.
 pub const METRICS_PER_REQUEST: usize = 20;
+const _: () = assert!(
+    METRICS_PER_REQUEST <= 20,
+    "the API takes 20 SERVICE_LEVEL metrics a request"
+);
 /// Queue or agent ids per request (the API's limit on filter values).
 pub const IDS_PER_REQUEST: usize = 100;
 /// Results per page (the API's largest `MaxResults`).

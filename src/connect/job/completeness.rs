@@ -95,41 +95,54 @@ impl ConnectJob<'_> {
         (end - 1).div_euclid(step) * step
     }
 
-    /// The first and newest intervals with a report, after `plan`.
+    /// The first and newest intervals accounted for, after `plan`: those of its reports, and
+    /// for a `--from/--to` run that fills from the API, the window itself (day-one history: the
+    /// intervals before the first report are then expected, and filled).
     pub(super) fn coverage_marks(&self, plan: &Plan) -> Option<CoverageMarks> {
-        let named: Vec<i64> = plan.files.iter().map(|k| self.named_interval(k)).collect();
-        let (first, newest) = (named.iter().min(), named.iter().max());
         let from_ms = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
-        match (&plan.state.coverage, first, newest) {
-            (Some(marks), Some(&f), Some(&n)) => Some(CoverageMarks {
-                first: marks.first.min(from_ms(f)),
-                newest: marks.newest.max(from_ms(n)),
-            }),
-            (marks, None, _) | (marks, _, None) => marks.clone(),
-            (None, Some(&f), Some(&n)) => Some(CoverageMarks {
-                first: from_ms(f),
-                newest: from_ms(n),
-            }),
+        let mut candidates: Vec<DateTime<Utc>> = plan
+            .files
+            .iter()
+            .map(|k| from_ms(self.named_interval(k)))
+            .collect();
+        if self.source_settings.fill.is_some() && !plan.window.is_open() {
+            let step = chrono::Duration::milliseconds(self.interval_ms());
+            let now = Utc::now();
+            candidates.extend(plan.window.start);
+            candidates.extend(plan.window.end.map(|end| end.min(now) - step));
         }
+        if let Some(marks) = &plan.state.coverage {
+            candidates.push(marks.first);
+            candidates.push(marks.newest);
+        }
+        Some(CoverageMarks {
+            first: *candidates.iter().min()?,
+            newest: *candidates.iter().max()?,
+        })
     }
 
-    /// The days to account for: the window's (a `--from/--to` run), or every day from the
-    /// newest interval on record before this run to the newest after it, plus the days this
-    /// run wrote or rejected files for.
+    /// The days to account for: the window's (a `--from/--to` run) from the first to the newest
+    /// interval accounted for, or every day from the newest interval on record before this run
+    /// to the newest after it, plus the days this run wrote or rejected files for.
     fn coverage_days(&self, plan: &Plan, report: &RunReport, now: DateTime<Utc>) -> BTreeSet<i32> {
         let tz = self.job.timezone;
         let today = coverage::day_of(now.timestamp_millis(), tz);
         let mut days = BTreeSet::new();
         if !plan.window.is_open() {
+            // The window's days between the first and the newest interval accounted for (with
+            // filling on, the window itself is accounted for: see `coverage_marks`).
+            let Some(marks) = self.coverage_marks(plan) else {
+                return days;
+            };
             let window = plan.window;
-            let start = window
-                .start
-                .map(|s| coverage::day_of(s.timestamp_millis(), tz))
-                .unwrap_or(today);
-            let end = window
-                .end
-                .map(|e| coverage::day_of(e.timestamp_millis() - 1, tz))
-                .unwrap_or(today);
+            let first = coverage::day_of(marks.first.timestamp_millis(), tz);
+            let newest = coverage::day_of(marks.newest.timestamp_millis(), tz);
+            let start = window.start.map_or(first, |s| {
+                coverage::day_of(s.timestamp_millis(), tz).max(first)
+            });
+            let end = window.end.map_or(newest, |e| {
+                coverage::day_of(e.timestamp_millis() - 1, tz).min(newest)
+            });
             days.extend(start..=end.min(today));
             return days;
         }
@@ -150,38 +163,58 @@ impl ConnectJob<'_> {
         days
     }
 
-    /// Reads what the lake holds for `days`: rows by interval and origin, and the previous
-    /// coverage (with its bytes, to skip rewriting an unchanged file).
+    /// Reads what the lake holds for `days`: rows by interval and origin (from `written`, the
+    /// partitions this run wrote, or read back), and the previous coverage (with its bytes, to
+    /// skip rewriting an unchanged file).
     async fn evidence(
         &self,
         days: &BTreeSet<i32>,
+        written: &[super::PartitionOutcome],
     ) -> Result<BTreeMap<i32, (Evidence, Option<Bytes>)>, RunError> {
         let table = &self.schema.table;
+        let known: HashMap<String, &crate::connect::coverage::IntervalRows> = written
+            .iter()
+            .map(|p| (p.dt.clone(), &p.interval_rows))
+            .collect();
         futures::stream::iter(days.iter().copied())
-            .map(|day| async move {
-                let data = self.lake.get(&layout::partition_file(table, day)).await?;
-                let previous = self
-                    .lake
-                    .get(&coverage::file_key(&self.job.name, day))
-                    .await?;
-                let decode = |bytes: Bytes, key: String| {
-                    parquet::decode(bytes).map_err(|source| RunError::Data {
-                        context: self.lake.url_of(&key),
-                        source,
-                    })
-                };
-                let mut evidence = Evidence::default();
-                if let Some(bytes) = data {
-                    let batches = decode(bytes, layout::partition_file(table, day))?;
-                    (evidence.report_rows, evidence.api_rows) = coverage::rows_by_origin(&batches);
-                }
-                if let Some(bytes) = &previous {
-                    // An unreadable coverage file is rebuilt from the table.
-                    if let Ok(batches) = parquet::decode(bytes.clone()) {
-                        evidence.previous = coverage::from_batches(&batches);
+            .map(|day| {
+                let known = known
+                    .get(&layout::day_string(day))
+                    .map(|rows| (*rows).clone());
+                async move {
+                    let mut evidence = Evidence::default();
+                    let rows = match known {
+                        Some(rows) => Some(rows),
+                        None => {
+                            let key = layout::partition_file(table, day);
+                            match self.lake.get(&key).await? {
+                                None => None,
+                                Some(bytes) => Some(
+                                    crate::exec::cpu(move || coverage::partition_rows(bytes))
+                                        .await
+                                        .map_err(|source| RunError::Data {
+                                            context: self.lake.url_of(&key),
+                                            source,
+                                        })?,
+                                ),
+                            }
+                        }
+                    };
+                    if let Some((reports, api)) = rows {
+                        (evidence.report_rows, evidence.api_rows) = (reports, api);
                     }
+                    let previous = self
+                        .lake
+                        .get(&coverage::file_key(&self.job.name, day))
+                        .await?;
+                    if let Some(bytes) = &previous {
+                        // An unreadable coverage file is rebuilt from the table.
+                        if let Ok(batches) = parquet::decode(bytes.clone()) {
+                            evidence.previous = coverage::from_batches(&batches);
+                        }
+                    }
+                    Ok::<_, RunError>((day, (evidence, previous)))
                 }
-                Ok::<_, RunError>((day, (evidence, previous)))
             })
             .buffered(DAYS_IN_FLIGHT)
             .try_collect()
@@ -202,7 +235,7 @@ impl ConnectJob<'_> {
         let now = Utc::now();
         let tz = self.job.timezone;
         let days = self.coverage_days(plan, report, now);
-        let mut read = self.evidence(&days).await?;
+        let mut read = self.evidence(&days, &report.partitions).await?;
         for r in &report.rejected {
             if let Some(key) = ReportKey::parse(&r.relative) {
                 let start = self.named_interval(&key);
@@ -216,16 +249,12 @@ impl ConnectJob<'_> {
                 evidence.empty_reports.push(start);
             }
         }
-        let open = plan.window.is_open();
         let clock = Clock {
             now: now.timestamp_millis(),
             grace_ms: i64::from(self.source_settings.grace_minutes) * 60_000,
-            first_start: if open {
-                self.coverage_marks(plan)
-                    .map(|m| m.first.timestamp_millis())
-            } else {
-                None
-            },
+            first_start: self
+                .coverage_marks(plan)
+                .map(|m| m.first.timestamp_millis()),
         };
         let minutes = self.source_settings.interval_minutes;
         let resolve_day = |day: i32, evidence: &Evidence| {
@@ -355,23 +384,19 @@ impl ConnectJob<'_> {
         for key in &plan.files {
             days.insert(coverage::day_of(self.named_interval(key), tz));
         }
-        let mut read = self.evidence(&days).await?;
+        let mut read = self.evidence(&days, &[]).await?;
         for key in &plan.files {
             let start = self.named_interval(key);
             if let Some((evidence, _)) = read.get_mut(&coverage::day_of(start, tz)) {
                 evidence.empty_reports.push(start);
             }
         }
-        let open = plan.window.is_open();
         let clock = Clock {
             now: now.timestamp_millis(),
             grace_ms: i64::from(self.source_settings.grace_minutes) * 60_000,
-            first_start: if open {
-                self.coverage_marks(plan)
-                    .map(|m| m.first.timestamp_millis())
-            } else {
-                None
-            },
+            first_start: self
+                .coverage_marks(plan)
+                .map(|m| m.first.timestamp_millis()),
         };
         let minutes = self.source_settings.interval_minutes;
         let missing: Vec<i64> = read
