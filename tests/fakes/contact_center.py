@@ -749,13 +749,17 @@ class _ApiScope:
         wanted = self.filters.get("AGENT")
         return [a["id"] for a in self.center.agents if wanted is None or a["id"] in wanted]
 
-    def state_seconds(self, kind: str) -> float:
-        total = sum(overlap(s.start, s.end, self.start, self.end)
-                    for s in self.center.segments if s.kind == kind and s.agent_id in self.agent_ids())
-        return total / MS
+    def state_ms(self, kind: str) -> int:
+        """Milliseconds the agents spent in a state (segments split by the wall clock)."""
+        return sum(overlap(s.start, s.end, self.start, self.end)
+                   for s in self.center.segments if s.kind == kind and s.agent_id in self.agent_ids())
 
-    def online_seconds(self) -> float:
-        return sum(self.center._online_ms(a, self.start, self.end) for a in self.agent_ids()) / MS
+    def online_ms(self) -> int:
+        return sum(self.center._online_ms(a, self.start, self.end) for a in self.agent_ids())
+
+    def idle_ms(self) -> int:
+        """Online time not on a contact, ringing, non-productive or in error."""
+        return self.online_ms() - sum(self.state_ms(k) for k in ("CONTACT", "CONNECTING", "NPT", "ERROR"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -799,13 +803,9 @@ def _answer_rate(s: _ApiScope) -> float | None:
 
 
 def _occupancy(s: _ApiScope) -> float | None:
-    busy = s.state_seconds("CONTACT")
-    idle = s.online_seconds() - busy - s.state_seconds("CONNECTING") - s.state_seconds("NPT") - s.state_seconds("ERROR")
-    return _ratio(busy, busy + idle, 100.0)
-
-
-def _idle(s: _ApiScope) -> float:
-    return s.online_seconds() - sum(s.state_seconds(k) for k in ("CONTACT", "CONNECTING", "NPT", "ERROR"))
+    """On-contact time / (on-contact + idle time)."""
+    busy = s.state_ms("CONTACT")
+    return _ratio(busy, busy + s.idle_ms(), 100.0)
 
 
 QA = frozenset({"QUEUE", "AGENT", "CHANNEL"})  # Queue, Channel, Agent among the valid groupings
@@ -870,15 +870,15 @@ API_METRICS: dict[str, ApiMetric] = {
         len([c for c in _queued(s) if c.outcome == "ANSWERED" and _beats(c.connected - c.enqueued, t)])), threshold=True),
     "SUM_CONTACTS_DISCONNECTED": ApiMetric(QA, _count(lambda s: s.disconnected())),
     "SUM_CONTACT_FLOW_TIME": ApiMetric(QA, lambda s, t: _seconds(c.flow_ms for c in s.disconnected())),
-    "SUM_CONTACT_TIME_AGENT": ApiMetric(A, lambda s, t: s.state_seconds("CONTACT")),
-    "SUM_ERROR_STATUS_TIME_AGENT": ApiMetric(A, lambda s, t: s.state_seconds("ERROR")),
+    "SUM_CONTACT_TIME_AGENT": ApiMetric(A, lambda s, t: s.state_ms("CONTACT") / MS),
+    "SUM_ERROR_STATUS_TIME_AGENT": ApiMetric(A, lambda s, t: s.state_ms("ERROR") / MS),
     "SUM_HANDLE_TIME": ApiMetric(QA, lambda s, t: _seconds(c.interaction_ms + c.hold_ms + c.acw_ms for c in _handled(s))),
     "SUM_HOLD_TIME": ApiMetric(QA, lambda s, t: _seconds(c.hold_ms for c in _handled(s))),
-    "SUM_IDLE_TIME_AGENT": ApiMetric(A, lambda s, t: _idle(s)),
+    "SUM_IDLE_TIME_AGENT": ApiMetric(A, lambda s, t: s.idle_ms() / MS),
     "SUM_INTERACTION_AND_HOLD_TIME": ApiMetric(QA, lambda s, t: _seconds(c.interaction_ms + c.hold_ms for c in _handled(s))),
     "SUM_INTERACTION_TIME": ApiMetric(QA, lambda s, t: _seconds(c.interaction_ms for c in _handled(s))),
-    "SUM_NON_PRODUCTIVE_TIME_AGENT": ApiMetric(A, lambda s, t: s.state_seconds("NPT")),
-    "SUM_ONLINE_TIME_AGENT": ApiMetric(A, lambda s, t: s.online_seconds()),
+    "SUM_NON_PRODUCTIVE_TIME_AGENT": ApiMetric(A, lambda s, t: s.state_ms("NPT") / MS),
+    "SUM_ONLINE_TIME_AGENT": ApiMetric(A, lambda s, t: s.online_ms() / MS),
     "SUM_RETRY_CALLBACK_ATTEMPTS": ApiMetric(Q, lambda s, t: float(
         sum(c.callback_retries for c in s.disconnected() if c.method == "CALLBACK"))),
 }
