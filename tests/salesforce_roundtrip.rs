@@ -99,8 +99,11 @@ fn rest_json_and_bulk_csv_normalize_to_identical_arrow() {
             api_version: "66.0".into(),
             ca_file: None,
             compression: true,
-            max_retries: 2,
-            backoff: Duration::from_millis(50),
+            policy: cxlake::net::RetryPolicy {
+                max_retries: 2,
+                backoff: Duration::from_millis(50),
+                ..Default::default()
+            },
         },
         Credentials {
             consumer_key: Some(demo.client_id.clone()),
