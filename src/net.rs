@@ -73,8 +73,8 @@ impl RetryPolicy {
             }
             match *name {
                 "CXLAKE_NET_MAX_RETRIES" => {
-                    policy.max_retries = u32::try_from(value)
-                        .map_err(|_| format!("{name}={raw:?} is too large"))?
+                    policy.max_retries =
+                        u32::try_from(value).map_err(|_| format!("{name}={raw:?} is too large"))?
                 }
                 "CXLAKE_NET_BACKOFF_MS" => policy.backoff = ms,
                 "CXLAKE_NET_MAX_BACKOFF_MS" => policy.max_backoff = ms,

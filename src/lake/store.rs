@@ -617,7 +617,9 @@ where
 fn is_transport(error: &object_store::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
-        if e.downcast_ref::<object_store::client::HttpError>().is_some() {
+        if e.downcast_ref::<object_store::client::HttpError>()
+            .is_some()
+        {
             return true;
         }
         source = e.source();

@@ -76,7 +76,8 @@ def outcome(result: subprocess.CompletedProcess | None) -> str:
     if result.returncode == 0:
         return "succeeded"
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    if result.returncode == 1 and len(errors) == 1 and NAMES_A_CALL.search(errors[0]):
+    # one line per failed unit (an export fails each object on its own), each naming its call
+    if result.returncode == 1 and errors and all(NAMES_A_CALL.search(line) for line in errors):
         return "failed-cleanly"
     return f"other: exit {result.returncode}: {result.stderr.strip()[-600:]}"
 
