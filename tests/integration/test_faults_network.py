@@ -78,7 +78,7 @@ def outcome(result: subprocess.CompletedProcess | None) -> str:
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     # one line per failed unit (an export fails each object on its own), each naming its call
     if result.returncode == 1 and errors and all(NAMES_A_CALL.search(line) for line in errors):
-        return "failed-cleanly"
+        return "failed-cleanly: " + errors[0].split(": ", 2)[-1]
     return f"other: exit {result.returncode}: {result.stderr.strip()[-600:]}"
 
 
@@ -88,8 +88,11 @@ def record(kind: str, outcomes: list[tuple[int, str, FaultProxy]]) -> dict:
     for _, _, proxy in outcomes:
         for (fault, detail), n in proxy.injected.items():
             faults[f"{fault}:{detail}" if fault == "error" else fault] += n
+    reasons = collections.Counter(re.sub(r"\d+", "N", o.split(":", 1)[1].strip())[:160]
+                                  for _, o, _ in outcomes if o.startswith("failed-cleanly"))
     REPORT[kind] = {"runs": len(outcomes), **{k: figures.get(k, 0) for k in ("succeeded", "failed-cleanly", "other")},
-                    "faults": dict(sorted(faults.items())), "faults_total": sum(faults.values())}
+                    "faults": dict(sorted(faults.items())), "faults_total": sum(faults.values()),
+                    "clean_failure_reasons": dict(reasons.most_common())}
     path = os.environ.get("CXLAKE_FAULT_REPORT")
     if path:
         pathlib.Path(path).write_text(json.dumps(REPORT, indent=2))
