@@ -202,7 +202,7 @@ async fn bulk_batch(client: &Client, soql: &str, columns: &[describe::Column]) -
             .await
             .unwrap();
         let next = page.next.clone();
-        let body = page.body().await.unwrap();
+        let body = client.page_body(page).await.unwrap();
         batches.push(normalize::bulk_page(columns, &body, info.delimiter(), "bulk").unwrap());
         match next {
             Some(l) => locator = Some(l),
