@@ -174,6 +174,9 @@ fn main() -> ExitCode {
 }
 
 fn try_main(cli: Cli) -> Result<Exit, Failure> {
+    cxlake::net::RetryPolicy::from_env(&cxlake::job::process_env())
+        .map_err(|e| usage(anyhow::anyhow!(e)))?
+        .install();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -631,7 +631,7 @@ impl<'a> ConnectJob<'a> {
         partitions: &[String],
     ) -> Result<crate::catalog::SyncOutcome, RunError> {
         let config = crate::aws::sdk_config(self.job.lake.region.as_deref()).await;
-        let client = aws_sdk_glue::Client::new(&config);
+        let client = crate::aws::glue_client(&config);
         let definition = crate::catalog::TableDefinition {
             name: self.schema.table.clone(),
             description: self.schema.description.clone(),

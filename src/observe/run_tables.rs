@@ -243,7 +243,7 @@ pub async fn sync_catalog(
     record: &RunRecord<'_>,
 ) -> Result<(), RunTablesError> {
     let config = crate::aws::sdk_config(region).await;
-    let glue = aws_sdk_glue::Client::new(&config);
+    let glue = crate::aws::glue_client(&config);
     let day = vec![record.started.format("%Y-%m-%d").to_string()];
     for definition in table_definitions(lake, catalog) {
         crate::catalog::sync_table(&glue, &catalog.database, &definition).await?;
