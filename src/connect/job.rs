@@ -589,7 +589,7 @@ impl<'a> ConnectJob<'a> {
         }
         // State moves only after data and catalog are committed: a failed run repeats its files.
         if !plan.hold_watermark {
-            let job_state = self.next_state(plan);
+            let job_state = self.next_state(plan, &report.coverage);
             if plan.state_repaired || job_state != plan.state {
                 state::save_job_state(&self.lake, &self.job.name, &job_state).await?;
             }
@@ -603,14 +603,17 @@ impl<'a> ConnectJob<'a> {
     /// The state after `plan` was processed: its files remembered (loaded or rejected alike, so
     /// a bad file is reported once), the watermark at the newest name read, and objects older
     /// than the lookback window forgotten.
-    fn next_state(&self, plan: &Plan) -> JobState {
+    fn next_state(&self, plan: &Plan, coverage: &CoverageReport) -> JobState {
         let mut job_state = plan.state.clone();
         for key in &plan.files {
             if let Some(version) = plan.listed.get(&key.relative) {
                 job_state.seen.insert(key.relative.clone(), version.clone());
             }
         }
-        job_state.coverage = self.coverage_marks(plan);
+        job_state.coverage = self.coverage_marks(plan).map(|mut marks| {
+            marks.missing_days = coverage.days_to_recheck();
+            marks
+        });
         let newest = plan.files.iter().map(|k| k.exported_at).max();
         if let Some(newest) = newest.filter(|n| job_state.watermark.is_none_or(|w| *n > w)) {
             job_state.watermark = Some(newest);

@@ -385,19 +385,19 @@ impl RawFill {
             }
             _ => None,
         };
-        let Some((region, instance_id)) = parsed else {
+        if parsed.is_none() {
             problems.push(format!(
                 "fill.instance_arn: expected arn:aws:connect:<region>:<account>:instance/<instance id>, got {arn:?}"
             ));
-            return None;
-        };
+        }
         let requests_per_second = self.requests_per_second.unwrap_or(DEFAULT_FILL_RPS);
-        if !(0.1..=MAX_FILL_RPS).contains(&requests_per_second) {
+        let rate_ok = (0.1..=MAX_FILL_RPS).contains(&requests_per_second);
+        if !rate_ok {
             problems.push(format!(
                 "fill.requests_per_second: expected 0.1 to {MAX_FILL_RPS}, got {requests_per_second}"
             ));
-            return None;
         }
+        let (region, instance_id) = parsed.filter(|_| rate_ok)?;
         Some(FillSettings {
             instance_arn: arn.to_string(),
             instance_id,

@@ -57,6 +57,10 @@ pub struct CoverageMarks {
     pub first: DateTime<Utc>,
     /// The newest interval a report arrived for.
     pub newest: DateTime<Utc>,
+    /// Days that still had missing or pending intervals after the last run: every run accounts
+    /// for them again (and fills them, when it fills) while they are recent.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub missing_days: std::collections::BTreeSet<chrono::NaiveDate>,
 }
 
 /// One processed source object, as it was listed when it was read.

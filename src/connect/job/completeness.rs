@@ -42,6 +42,19 @@ impl CoverageReport {
         self.counts().get(&Status::Missing).copied().unwrap_or(0)
     }
 
+    /// Days with missing or pending intervals, which the next run accounts for again.
+    pub fn days_to_recheck(&self) -> BTreeSet<chrono::NaiveDate> {
+        self.days
+            .iter()
+            .filter(|(_, intervals)| {
+                intervals
+                    .iter()
+                    .any(|i| matches!(i.status, Status::Missing | Status::Pending))
+            })
+            .map(|(day, _)| layout::date_of(*day))
+            .collect()
+    }
+
     /// Missing intervals by day (`YYYY-MM-DD`), as interval starts.
     pub fn missing_by_day(&self) -> Vec<(String, Vec<i64>)> {
         self.days
@@ -118,6 +131,12 @@ impl ConnectJob<'_> {
         Some(CoverageMarks {
             first: *candidates.iter().min()?,
             newest: *candidates.iter().max()?,
+            missing_days: plan
+                .state
+                .coverage
+                .as_ref()
+                .map(|m| m.missing_days.clone())
+                .unwrap_or_default(),
         })
     }
 
@@ -151,6 +170,22 @@ impl ConnectJob<'_> {
             let from = coverage::day_of(before.newest.timestamp_millis(), tz);
             let to = coverage::day_of(after.newest.timestamp_millis(), tz);
             days.extend(from..=to);
+        }
+        // Days still missing intervals: again while the API can fill them (when filling), or
+        // within the lookback (a late report may still come), so the count stays current.
+        let recent_days = if self.source_settings.fill.is_some() {
+            92
+        } else {
+            i32::try_from(self.source_settings.lookback_days).unwrap_or(i32::MAX)
+        };
+        if let Some(marks) = &plan.state.coverage {
+            days.extend(
+                marks
+                    .missing_days
+                    .iter()
+                    .map(|d| layout::day_number(*d))
+                    .filter(|d| today - d <= recent_days),
+            );
         }
         let parse_day = |dt: &str| {
             chrono::NaiveDate::parse_from_str(dt, "%Y-%m-%d")
