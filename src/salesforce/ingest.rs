@@ -173,6 +173,7 @@ impl Client {
             let body = serde_json::json!({ "allOrNone": false, "records": body_records });
             let response = self.send(Method::PATCH, &path, |r| r.json(&body)).await?;
             let answers: Vec<CollectionResult> = super::client::json_body(response, &path).await?;
+            crate::fault_point!("pushback-after-collections-batch");
             if answers.len() != chunk.len() {
                 return Err(SalesforceError::Protocol(format!(
                     "{path}: {} results for {} records",
