@@ -64,11 +64,7 @@ pub const POINTS: &[FaultPoint] = &[
         "rollup-before-state",
         "every day's partitions and the catalog are committed; the watermark is not",
     ),
-    point(
-        "rollup",
-        "rollup-after-state",
-        "the watermark was saved",
-    ),
+    point("rollup", "rollup-after-state", "the watermark was saved"),
     point(
         "export",
         "export-after-plan",
@@ -141,30 +137,35 @@ pub const POINTS: &[FaultPoint] = &[
     ),
 ];
 
-/// Marks a commit boundary: a no-op unless built with the `failpoints` feature (see
-/// [`crate::faults`]). The name must be in [`POINTS`].
+/// Marks a commit boundary in an async function: a no-op unless built with the `failpoints`
+/// feature (see [`crate::faults`]). The name must be in [`POINTS`].
 #[macro_export]
 macro_rules! fault_point {
     ($name:literal) => {
         #[cfg(feature = "failpoints")]
-        $crate::faults::armed::reach($name);
+        $crate::faults::armed::reach($name).await;
     };
 }
 
 /// The points as compiled in, armed through the `fail` crate.
 #[cfg(feature = "failpoints")]
 pub mod armed {
-    /// Evaluates point `name`: reports on stderr that it was reached when it is armed, then does
-    /// what `FAILPOINTS` says (`panic` kills the process, see [`crash_on_panic`]).
-    pub fn reach(name: &'static str) {
+    /// Evaluates point `name` when it is armed: reports on stderr that it was reached, then does
+    /// what `FAILPOINTS` says (`panic` kills the process, see [`crash_on_panic`]). The action runs
+    /// on the blocking pool, so a `sleep` holds up this task only, as slow I/O would, and the
+    /// runtime goes on (a stop signal is seen while the point sleeps).
+    pub async fn reach(name: &'static str) {
         debug_assert!(
             super::POINTS.iter().any(|p| p.name == name),
             "fault point {name} is not in faults::POINTS"
         );
-        if fail::list().iter().any(|(armed, _)| armed == name) {
-            eprintln!("fault point reached: {name}");
+        if !fail::list().iter().any(|(armed, _)| armed == name) {
+            return;
         }
-        fail::fail_point!(name);
+        eprintln!("fault point reached: {name}");
+        tokio::task::spawn_blocking(move || fail::fail_point!(name))
+            .await
+            .expect("a fault point's action returns or ends the process");
     }
 
     /// Makes any panic end the process with SIGKILL, the way a stopped or killed task ends: the
@@ -237,7 +238,11 @@ mod tests {
                 p.name,
                 p.kind
             );
-            assert!(p.name.starts_with(p.kind), "{} is not named after its kind", p.name);
+            assert!(
+                p.name.starts_with(p.kind),
+                "{} is not named after its kind",
+                p.name
+            );
         }
     }
 }

@@ -345,9 +345,11 @@ async fn until_stopped<T>(
     work: impl std::future::Future<Output = T>,
     stop: &Stop,
 ) -> Result<T, &'static str> {
+    // Biased: once a signal is in, the next poll stops, even if `work` could go on.
     tokio::select! {
-        done = work => Ok(done),
+        biased;
         signal = stop.requested() => Err(signal),
+        done = work => Ok(done),
     }
 }
 

@@ -238,10 +238,10 @@ def test_rollup_killed_at_a_fault_point_then_rerun_equals_an_uninterrupted_run(t
 def export_content(lake: pathlib.Path, table: str = "sf_account") -> dict:
     history = []
     for path in sorted((lake / table).rglob("*.parquet")):
-        history += [tuple(sorted(r.items())) for r in pq.read_table(path).to_pylist()]
+        history += [json.dumps(r, sort_keys=True, default=str) for r in pq.read_table(path).to_pylist()]
     latest = []
     for path in sorted((lake / f"{table}_latest").rglob("*.parquet")):
-        latest += [tuple(sorted(r.items())) for r in pq.read_table(path).to_pylist()]
+        latest += [json.dumps(r, sort_keys=True, default=str) for r in pq.read_table(path).to_pylist()]
     states = {}
     for path in sorted((lake / "_etl" / "state").rglob("*.json")):
         state = json.loads(path.read_text())
