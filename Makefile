@@ -3,13 +3,19 @@ CARGO ?= cargo
 CARGO_TARGET_DIR ?= target
 export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release/cxlake
+FAILPOINTS_BIN := $(CARGO_TARGET_DIR)/release/cxlake-failpoints
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: build demo test test-engines lint unit integration bench venv clients test-clients clean
+.PHONY: build failpoints demo test test-engines lint unit integration bench venv clients test-clients clean
 
 build:
 	$(CARGO) build --release --locked
+
+## failpoints: cxlake with the named fault points compiled in (src/faults.rs), for the crash tests
+## only: the same release profile, only this crate compiled again; `cxlake` itself has no points
+failpoints:
+	$(CARGO) build --release --locked --features failpoints --bin cxlake-failpoints
 
 $(PY): tests/requirements.txt
 	python3 -m venv $(VENV)
@@ -52,9 +58,9 @@ demo:
 
 ## test: format, lint, unit tests (every workspace crate), job-file validation, integration tests
 ## (DuckDB, pyarrow, moto, and third-party Salesforce clients against the emulator: simple-salesforce, jsforce)
-test: lint unit build $(PY) $(CLIENTS)
+test: lint unit build failpoints $(PY) $(CLIENTS)
 	$(BIN) validate jobs/*/*.toml bench/jobs/*.toml
-	CXLAKE_BIN=$(BIN) $(PY) -m pytest tests/integration -q -m "not engines"
+	CXLAKE_BIN=$(BIN) CXLAKE_FAILPOINTS_BIN=$(FAILPOINTS_BIN) $(PY) -m pytest tests/integration -q -m "not engines"
 
 ## test-engines: the demo lake read by other engines (PySpark through Hive's ParquetHiveSerDe,
 ## with a local Derby metastore; needs a Java 17+ runtime), compared with DuckDB
@@ -65,6 +71,7 @@ test-engines: build $(PY)
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --locked --features failpoints --bin cxlake-failpoints -- -D warnings
 
 unit:
 	$(CARGO) test --release --locked --workspace

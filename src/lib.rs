@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod connect;
 pub mod exec;
 pub mod export;
+pub mod faults;
 pub mod job;
 pub mod lake;
 pub mod net;

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 
 use cxlake::job::{self, Job};
-use cxlake::runner::{self, Exit, JobError, RunOptions};
+use cxlake::runner::{self, Exit, JobError, RunOptions, Stop};
 
 /// jemalloc: glibc's malloc fragments badly under this workload (many small Arrow buffers
 /// allocated on rayon threads, freed on others), which showed as superlinear run time and
@@ -24,7 +24,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
     after_help = "Exit codes: 0 ok, 1 failure (nothing committed for the failed unit; or rows lost, see cxlake_reconciliation), 2 bad usage or job file, \
 3 partial (some inputs or records rejected; see _etl/rejects/ in the lake), 4 skipped (another run of the job \
 holds its lock under _etl/locks/), 5 stopped at the Salesforce API budget (nothing lost; finished objects and slices are \
-committed and the next run resumes).\n\n\
+committed and the next run resumes), 143 stopped by SIGTERM or SIGINT (the work in flight abandoned, the run \
+recorded as stopped and its lock released within 10 s; the next run resumes).\n\n\
 Every job setting can be overridden with CXLAKE_<SECTION>_<KEY>, e.g. CXLAKE_LAKE_URL=s3://bucket/prefix.\n\
 AWS credentials and region come from the standard chain (env, profile/SSO via AWS_PROFILE, ECS task role);\n\
 AWS_ENDPOINT_URL points S3 and Glue at another endpoint.\n\n\
@@ -100,6 +101,11 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// List the fault points compiled in (kind, name, what is committed when it is reached);
+    /// the crash tests arm each with FAILPOINTS=<name>=panic.
+    #[cfg(feature = "failpoints")]
+    #[command(hide = true)]
+    FaultPoints,
 }
 
 #[derive(clap::Args)]
@@ -158,7 +164,8 @@ fn usage(error: anyhow::Error) -> Failure {
     }
 }
 
-fn main() -> ExitCode {
+/// Parses the command line, runs it and maps its outcome to the exit code.
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     cxlake::observe::init(&cli.log_level);
     match try_main(cli) {
@@ -234,12 +241,18 @@ fn try_main(cli: Cli) -> Result<Exit, Failure> {
                 lock_ttl: std::time::Duration::from_secs(lock_ttl),
                 full,
                 command: std::env::args().collect::<Vec<_>>().join(" "),
+                stop: runtime
+                    .block_on(async { Stop::listen() })
+                    .context("listening for SIGTERM and SIGINT")?,
             };
             options.check().map_err(job_failure)?;
             let mut exit = Exit::Ok;
             for job in &load_all(&jobs)? {
                 let outcome = runtime.block_on(runner::run(job, &options));
                 exit = exit.max(outcome.map_err(job_failure)?);
+                if exit == Exit::Stopped {
+                    break;
+                }
             }
             Ok(exit)
         }
@@ -275,6 +288,11 @@ fn try_main(cli: Cli) -> Result<Exit, Failure> {
                     .block_on(runner::schema::catalog_sync(&job))
                     .map_err(job_failure)?
             );
+            Ok(Exit::Ok)
+        }
+        #[cfg(feature = "failpoints")]
+        Command::FaultPoints => {
+            print!("{}", cxlake::faults::listing());
             Ok(Exit::Ok)
         }
     }

@@ -569,9 +569,11 @@ impl<'a> ConnectJob<'a> {
             r.rows = data_records(&content);
             state::write_reject(&self.lake, &self.job.name, &r.relative, content, &r.reason)
                 .await?;
+            crate::fault_point!("connect-after-reject");
         }
         if !report.added_columns.is_empty() {
             state::save_table_meta(&self.lake, &self.schema.table, &meta).await?;
+            crate::fault_point!("connect-after-table-meta");
         }
         report.coverage = self
             .account(plan, &mut report, &empty_reports, &table_schema, progress)
@@ -591,7 +593,9 @@ impl<'a> ConnectJob<'a> {
         if !plan.hold_watermark {
             let job_state = self.next_state(plan, &report.coverage);
             if plan.state_repaired || job_state != plan.state {
+                crate::fault_point!("connect-before-state");
                 state::save_job_state(&self.lake, &self.job.name, &job_state).await?;
+                crate::fault_point!("connect-after-state");
             }
         }
         report.seconds = started.elapsed().as_secs_f64();
@@ -983,6 +987,7 @@ impl<'a> ConnectJob<'a> {
                         .map_err(|source| RunError::Data { context, source })?;
                     if written {
                         self.lake.put(&key, bytes).await?;
+                        crate::fault_point!("connect-after-partition-put");
                     }
                     tracing::info!(table, partition = %key, rows = row_count, bytes = size, written, "partition");
                     Ok::<_, RunError>(Some(PartitionOutcome {

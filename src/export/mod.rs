@@ -652,6 +652,7 @@ impl<'a> ExportJob<'a> {
                 if persist {
                     object_state.plan = Some(plan.clone());
                     self.save_state(&spec.name, &object_state).await?;
+                    crate::fault_point!("export-after-plan");
                 }
                 plan
             }
@@ -720,6 +721,7 @@ impl<'a> ExportJob<'a> {
                 .await?;
             let (_, path) = file.finish().await?;
             self.lake.put_file(&key, &path).await?;
+            crate::fault_point!("export-after-deletes-file");
             written.insert(key, file);
         }
 
@@ -779,6 +781,9 @@ impl<'a> ExportJob<'a> {
                     .await?,
             )
         };
+        if latest_rows.is_some() {
+            crate::fault_point!("export-after-latest-file");
+        }
 
         meta.columns = table_columns
             .iter()
@@ -789,6 +794,7 @@ impl<'a> ExportJob<'a> {
             })
             .collect();
         state::save_table_meta(&self.lake, &table, &meta).await?;
+        crate::fault_point!("export-after-table-meta");
         let snapshot_dates: Vec<String> = (!keys.is_empty())
             .then(|| plan.day.format("%Y-%m-%d").to_string())
             .into_iter()
@@ -801,7 +807,9 @@ impl<'a> ExportJob<'a> {
                 object_state.formulas_refreshed = Some(plan.until);
             }
             object_state.plan = None;
+            crate::fault_point!("export-before-watermark");
             self.save_state(&spec.name, &object_state).await?;
+            crate::fault_point!("export-after-watermark");
         }
         self.count(&spec.name, |c| {
             c.written = rows_written;

@@ -143,6 +143,7 @@ impl ExportJob<'_> {
                     if run.persist {
                         object_state.plan = Some(plan.clone());
                         self.save_state(&run.spec.name, object_state).await?;
+                        crate::fault_point!("export-after-replan");
                     }
                     continue;
                 }
@@ -158,6 +159,7 @@ impl ExportJob<'_> {
                 };
                 let key = history_key(run.table, plan.day, &part);
                 self.lake.put_file(&key, &file).await?;
+                crate::fault_point!("export-after-history-file");
                 written.insert(key, history);
             }
             api = slice_api;
@@ -170,6 +172,7 @@ impl ExportJob<'_> {
             if run.persist {
                 object_state.plan = Some(plan.clone());
                 self.save_state(&run.spec.name, object_state).await?;
+                crate::fault_point!("export-after-window-checkpoint");
             }
         }
         Ok(WindowsRead {

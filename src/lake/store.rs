@@ -380,8 +380,41 @@ impl Location {
         self.store
             .put(&self.path(relative), PutPayload::from(bytes))
             .await
-            .map(|_| ())
-            .map_err(self.err(relative))
+            .map_err(self.err(relative))?;
+        self.remove_staging_leftovers(relative).await;
+        Ok(())
+    }
+
+    /// After a write of `relative` to a local folder: removes the staging files of writes of the
+    /// same key that never finished (a killed run's). The local store writes `<name>#<n>` and
+    /// renames it into place; its own listing hides such files, but Spark, Hive or `ls` reading
+    /// the folder see them, and nothing else would ever delete them. Each key has one writer at
+    /// a time (the job lock; shards write disjoint keys), so none of them is still being written.
+    /// A file that cannot be removed is left (logged): the write itself succeeded.
+    async fn remove_staging_leftovers(&self, relative: &str) {
+        let Some(dir) = &self.local_dir else {
+            return;
+        };
+        let target = dir.join(relative);
+        let (Some(folder), Some(name)) = (target.parent(), target.file_name()) else {
+            return;
+        };
+        let prefix = format!("{}#", name.to_string_lossy());
+        let Ok(mut entries) = tokio::fs::read_dir(folder).await else {
+            return;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let entry_name = entry.file_name();
+            let entry_name = entry_name.to_string_lossy();
+            let is_staging = entry_name
+                .strip_prefix(&prefix)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if is_staging {
+                if let Err(e) = tokio::fs::remove_file(entry.path()).await {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "could not remove an unfinished write's staging file");
+                }
+            }
+        }
     }
 }
 
@@ -430,7 +463,10 @@ impl Location {
             .put_opts(&self.path(relative), PutPayload::from(bytes), options)
             .await
         {
-            Ok(_) => Ok(Conditional::Written),
+            Ok(_) => {
+                self.remove_staging_leftovers(relative).await;
+                Ok(Conditional::Written)
+            }
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => Ok(Conditional::Conflict),
             Err(object_store::Error::NotImplemented { .. })
@@ -505,6 +541,7 @@ impl Location {
             writer.write(&block[..n]);
         }
         writer.finish().await.map_err(self.err(relative))?;
+        self.remove_staging_leftovers(relative).await;
         Ok(())
     }
 
@@ -543,7 +580,9 @@ impl Location {
         self.store
             .copy(&self.path(from), &self.path(to))
             .await
-            .map_err(self.err(to))
+            .map_err(self.err(to))?;
+        self.remove_staging_leftovers(to).await;
+        Ok(())
     }
 
     /// Deletes an object (no error when it is already gone).
@@ -809,5 +848,27 @@ mod tests {
         bad.sort();
         assert_eq!(bad, ["self.csv", "sub/loop"]);
         assert_eq!(source.get("good 100%.csv").await.unwrap().unwrap(), "x");
+    }
+
+    #[tokio::test]
+    async fn a_write_removes_what_killed_writes_of_its_key_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("t/dt=2024-03-10");
+        std::fs::create_dir_all(&folder).unwrap();
+        for name in ["f.parquet#1", "f.parquet#12", "f.parquet#x", "g.parquet#1"] {
+            std::fs::write(folder.join(name), "half").unwrap();
+        }
+        let url = format!("file://{}", dir.path().display());
+        let lake = Location::open(&url, None, Access::Create).await.unwrap();
+        lake.put("t/dt=2024-03-10/f.parquet", Bytes::from_static(b"whole"))
+            .await
+            .unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        // Another key's staging file and names that are not staging files stay.
+        assert_eq!(left, ["f.parquet", "f.parquet#x", "g.parquet#1"]);
     }
 }

@@ -32,6 +32,11 @@ pub enum Exit {
     Partial,
     /// 4: skipped: another run of the job holds its lock.
     Locked,
+    /// 143 (128 + SIGTERM, as a shell reports a process the signal ended): told to stop
+    /// (SIGTERM or SIGINT), the run abandoned its work in flight, recorded itself as stopped and
+    /// released its lock; nothing half-written is visible and the next run converges. Outranks
+    /// every other outcome: the jobs after it were not run.
+    Stopped,
 }
 
 impl Exit {
@@ -44,6 +49,7 @@ impl Exit {
             Exit::Partial => 3,
             Exit::Locked => 4,
             Exit::Budget => 5,
+            Exit::Stopped => 143,
         }
     }
 }

@@ -504,6 +504,7 @@ impl<'a> PushbackJob<'a> {
         if !failed.is_empty() {
             self.write_rejects(&object, records, &failed).await?;
         }
+        crate::fault_point!("pushback-before-digests");
         self.remember(&prepared, &results).await?;
         report.calls = self.client.counts().snapshot();
         report.seconds = started.elapsed().as_secs_f64();
@@ -542,6 +543,7 @@ impl<'a> PushbackJob<'a> {
         for (day, day_state) in &pushed {
             if prepared.pushed.get(day) != Some(day_state) {
                 pushed::save(&self.lake, &self.job.name, *day, day_state).await?;
+                crate::fault_point!("pushback-after-day-digests");
             }
         }
         let mut job_state = state::load_job_state(&self.lake, &self.job.name).await?;
@@ -561,6 +563,7 @@ impl<'a> PushbackJob<'a> {
         }
         if job_state != before {
             state::save_job_state(&self.lake, &self.job.name, &job_state).await?;
+            crate::fault_point!("pushback-after-state");
         }
         Ok(())
     }
@@ -735,6 +738,7 @@ impl<'a> PushbackJob<'a> {
                 .client
                 .upsert_bulk_job(object, external_id, records, &original)
                 .await?;
+            crate::fault_point!("pushback-after-bulk-job");
             log_upserted(object, "Bulk API 2.0 ingest job", &job_results);
             results.extend(job_results);
         }

@@ -219,7 +219,9 @@ impl<'a> RollupJob<'a> {
             let mut job_state = state::load_job_state(&self.lake, &self.job.name).await?;
             if job_state.watermark.is_none_or(|w| newest > w) {
                 job_state.watermark = Some(newest);
+                crate::fault_point!("rollup-before-state");
                 state::save_job_state(&self.lake, &self.job.name, &job_state).await?;
+                crate::fault_point!("rollup-after-state");
             }
         }
         report.lake_requests = self.lake.requests().snapshot();
@@ -267,6 +269,7 @@ impl<'a> RollupJob<'a> {
             let written = self.lake.get(&target).await?.as_deref() != Some(encoded.as_slice());
             if written {
                 self.lake.put(&target, Bytes::from(encoded)).await?;
+                crate::fault_point!("rollup-after-grain-put");
             }
             tracing::info!(source = %key, partition = %target, bytes, written, "partition");
             if written {

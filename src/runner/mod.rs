@@ -8,6 +8,7 @@ mod export;
 mod pushback;
 mod rollup;
 pub mod schema;
+pub mod stop;
 
 use std::fmt::Display;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use crate::observe::progress::Progress;
 pub use crate::observe::run::Exit;
 use crate::observe::run::{RunMetrics, RunRecord};
 use crate::window::Window;
+pub use stop::Stop;
 
 /// Any error a kind's stage returns, kept as the cause of a [`JobError`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -161,6 +163,8 @@ pub struct RunOptions {
     pub full: bool,
     /// The command line, recorded in the lock and the run manifest.
     pub command: String,
+    /// A signal to stop (SIGTERM, SIGINT): the run abandons its work and ends [`Exit::Stopped`].
+    pub stop: Stop,
 }
 
 impl RunOptions {
@@ -248,8 +252,14 @@ pub(crate) trait Summary: Display {
 pub async fn run(job: &Job, options: &RunOptions) -> Result<Exit, JobError> {
     options.check_kind(job)?;
     let window = Window::from_days(options.from, options.to, job.timezone);
+    if options.stop.received().is_some() {
+        return Ok(Exit::Stopped);
+    }
     if options.dry_run {
-        return dispatch(job, window, options).await.map(|(exit, _)| exit);
+        return match until_stopped(dispatch(job, window, options), &options.stop).await {
+            Ok(outcome) => outcome.map(|(exit, _)| exit),
+            Err(_) => Ok(Exit::Stopped),
+        };
     }
     let lake = Location::open(&job.lake.url, job.lake.region.as_deref(), Access::Create)
         .await
@@ -273,11 +283,28 @@ pub async fn run(job: &Job, options: &RunOptions) -> Result<Exit, JobError> {
     let heartbeat = lock.keep_alive(ttl);
     let started = chrono::Utc::now();
     let clock = Instant::now();
-    let outcome = dispatch(job, window, options).await;
+    // A stop abandons the kind's work where it is (see `stop`): nothing it did is lost.
+    let outcome = match until_stopped(dispatch(job, window, options), &options.stop).await {
+        Ok(outcome) => outcome,
+        Err(signal) => {
+            eprintln!(
+                "stopped: job {} was told to stop ({signal}); the work in flight was abandoned, the next run resumes it",
+                job.name
+            );
+            Ok((Exit::Stopped, RunMetrics::default()))
+        }
+    };
     heartbeat.abort();
     // Wait until the refresh task is gone, so no refresh of the lock runs alongside its release.
     let _ = heartbeat.await;
     let (exit, metrics, error) = match &outcome {
+        Ok((Exit::Stopped, metrics)) => (
+            Exit::Stopped,
+            metrics.clone(),
+            options.stop.received().map(|signal| {
+                format!("stopped by {signal}: the work in flight was abandoned; the next run resumes it")
+            }),
+        ),
         Ok((exit, metrics)) => (*exit, metrics.clone(), None),
         Err(e) => (
             e.exit(),
@@ -310,6 +337,20 @@ pub async fn run(job: &Job, options: &RunOptions) -> Result<Exit, JobError> {
             exit
         }
     })
+}
+
+/// Runs `work` until it ends or `stop` comes (then `Err` with the signal's name, and `work` is
+/// dropped where it was).
+async fn until_stopped<T>(
+    work: impl std::future::Future<Output = T>,
+    stop: &Stop,
+) -> Result<T, &'static str> {
+    // Biased: once a signal is in, the next poll stops, even if `work` could go on.
+    tokio::select! {
+        biased;
+        signal = stop.requested() => Err(signal),
+        done = work => Ok(done),
+    }
 }
 
 /// A dry run's plan of interval days (roll-up, push-back): each partition read, and the target.
@@ -412,9 +453,10 @@ mod tests {
             Exit::Partial,
             Exit::Locked,
             Exit::Budget,
+            Exit::Stopped,
         ]
         .map(Exit::code)
         .to_vec();
-        assert_eq!(codes, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 143]);
     }
 }

@@ -174,6 +174,7 @@ impl Client {
             let answers: Vec<CollectionResult> = self
                 .send_json(Method::PATCH, &path, |r| r.json(&body))
                 .await?;
+            crate::fault_point!("pushback-after-collections-batch");
             if answers.len() != chunk.len() {
                 return Err(SalesforceError::Protocol(format!(
                     "{path}: {} results for {} records",

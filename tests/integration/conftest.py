@@ -350,3 +350,39 @@ def connect_api():
     finally:
         for fake in served:
             fake.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Figures of the fault tests (test_fault_points.py), printed at the end of the session
+
+FAULT_POINTS_COVERED: dict[str, list[str]] = {}
+STOPS: list[tuple[str, str, float]] = []
+FULL_DISK: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault points crashed at per job kind (a point a test did not pass at is named too), the
+    stops and the full-disk error, so a new commit boundary's point shows up in every run."""
+    outcomes: dict[str, dict[str, list[str]]] = {}
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if report.when != "call" or "test_fault_points.py" not in report.nodeid or "_killed_" not in report.nodeid:
+                continue
+            point = report.nodeid.rsplit("[", 1)[-1].rstrip("]")
+            outcomes.setdefault(point.split("-")[0], {}).setdefault(outcome, []).append(point)
+    if not (outcomes or FAULT_POINTS_COVERED):
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("fault points (src/faults.rs): killed there, rerun, compared")
+    for kind, points in FAULT_POINTS_COVERED.items():
+        done = outcomes.get(kind, {})
+        passed, failed = done.get("passed", []), done.get("failed", [])
+        untested = [p for p in points if p not in passed + failed]
+        write(f"{kind}: {len(points)} points, {len(passed)} converged, {len(failed)} failed, "
+              f"{len(untested)} not run: {', '.join(points)}")
+        for p in failed + untested:
+            write(f"  {p}: {'FAILED' if p in failed else 'not run'}")
+    for kind, sig, seconds in STOPS:
+        write(f"{kind}: {sig} -> exit 143 in {seconds:.2f} s, lock released, run recorded stopped, rerun converged")
+    for line in FULL_DISK:
+        write(f"full disk: {line}")
