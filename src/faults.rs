@@ -46,6 +46,11 @@ pub const POINTS: &[FaultPoint] = &[
     ),
     point(
         "connect",
+        "connect-after-coverage-put",
+        "a day's coverage file was written (others may still be in flight)",
+    ),
+    point(
+        "connect",
         "connect-before-state",
         "data, rejects, table metadata and the catalog are committed; the state is not",
     ),

@@ -402,7 +402,11 @@ impl ConnectJob<'_> {
                 let unchanged = previous.get(key).and_then(|p| p.as_ref()) == Some(bytes);
                 std::future::ready(!unchanged)
             })
-            .map(|(key, bytes)| async move { self.lake.put(&key, bytes).await })
+            .map(|(key, bytes)| async move {
+                self.lake.put(&key, bytes).await?;
+                crate::fault_point!("connect-after-coverage-put");
+                Ok::<_, crate::lake::StoreError>(())
+            })
             .buffered(DAYS_IN_FLIGHT)
             .try_collect::<Vec<()>>()
             .await?;
