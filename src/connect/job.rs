@@ -149,6 +149,8 @@ pub struct Plan {
     pub hold_watermark: bool,
     /// The run's window (open for a scheduled run).
     pub window: Window,
+    /// The shard of a backfill this plan is (`index`, `count`): it accounts only for its days.
+    pub shard: Option<(u32, u32)>,
 }
 
 /// What happened to one partition.
@@ -395,6 +397,7 @@ impl<'a> ConnectJob<'a> {
             listed: BTreeMap::new(),
             hold_watermark: false,
             window,
+            shard: None,
         };
         for object in listing.objects {
             let Some(key) = ReportKey::parse(&object.relative) else {
@@ -450,6 +453,7 @@ impl<'a> ConnectJob<'a> {
         // A future name is rejected by one shard only (its reject copy has one writer).
         plan.future.retain(in_shard);
         plan.hold_watermark = true;
+        plan.shard = Some((index, count));
     }
 
     /// The partition a file is expected to land in, from its name (rows decide in the end).
@@ -576,7 +580,7 @@ impl<'a> ConnectJob<'a> {
             crate::fault_point!("connect-after-table-meta");
         }
         report.coverage = self
-            .account(plan, &mut report, &empty_reports, &table_schema, progress)
+            .account(plan, &mut report, &empty_reports, &table_schema)
             .await?;
         if let Some(catalog) = &self.job.catalog {
             let days: Vec<String> = report.partitions.iter().map(|p| p.dt.clone()).collect();
@@ -615,7 +619,7 @@ impl<'a> ConnectJob<'a> {
             }
         }
         job_state.coverage = self.coverage_marks(plan).map(|mut marks| {
-            marks.missing_days = coverage.days_to_recheck();
+            marks.missing_days = self.days_to_recheck(&marks.missing_days, coverage);
             marks
         });
         let newest = plan.files.iter().map(|k| k.exported_at).max();

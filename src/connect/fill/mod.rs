@@ -110,7 +110,7 @@ impl Fill<'_> {
         ids.sort();
         progress.restart(
             plan::request_count(spans.len(), ids.len(), metrics.len()) as u64,
-            "Connect API requests",
+            format!("for {} missing intervals", starts.len()),
         );
         for span in &spans {
             let request = self.request_key(kind, span);

@@ -42,19 +42,6 @@ impl CoverageReport {
         self.counts().get(&Status::Missing).copied().unwrap_or(0)
     }
 
-    /// Days with missing or pending intervals, which the next run accounts for again.
-    pub fn days_to_recheck(&self) -> BTreeSet<chrono::NaiveDate> {
-        self.days
-            .iter()
-            .filter(|(_, intervals)| {
-                intervals
-                    .iter()
-                    .any(|i| matches!(i.status, Status::Missing | Status::Pending))
-            })
-            .map(|(day, _)| layout::date_of(*day))
-            .collect()
-    }
-
     /// Missing intervals by day (`YYYY-MM-DD`), as interval starts.
     pub fn missing_by_day(&self) -> Vec<(String, Vec<i64>)> {
         self.days
@@ -96,6 +83,41 @@ pub struct FillPreview {
 }
 
 impl ConnectJob<'_> {
+    /// How many days back a day still missing intervals is accounted for again: while the API
+    /// can fill it (when filling), else within the lookback (a late report may still come).
+    fn recheck_days(&self) -> i32 {
+        if self.source_settings.fill.is_some() {
+            92
+        } else {
+            i32::try_from(self.source_settings.lookback_days).unwrap_or(i32::MAX)
+        }
+    }
+
+    /// The days the next run accounts for again: the recent ones of `before` this run did not
+    /// account for, and those it did that still have missing or pending intervals.
+    pub(super) fn days_to_recheck(
+        &self,
+        before: &BTreeSet<chrono::NaiveDate>,
+        coverage: &CoverageReport,
+    ) -> BTreeSet<chrono::NaiveDate> {
+        let today = coverage::day_of(Utc::now().timestamp_millis(), self.job.timezone);
+        let recent = |d: &chrono::NaiveDate| today - layout::day_number(*d) <= self.recheck_days();
+        let accounted = |d: &chrono::NaiveDate| coverage.days.contains_key(&layout::day_number(*d));
+        let still_missing = coverage.days.iter().filter_map(|(day, intervals)| {
+            intervals
+                .iter()
+                .any(|i| matches!(i.status, Status::Missing | Status::Pending))
+                .then(|| layout::date_of(*day))
+        });
+        before
+            .iter()
+            .filter(|d| !accounted(d))
+            .copied()
+            .chain(still_missing)
+            .filter(recent)
+            .collect()
+    }
+
     fn interval_ms(&self) -> i64 {
         i64::from(self.source_settings.interval_minutes) * 60_000
     }
@@ -144,6 +166,20 @@ impl ConnectJob<'_> {
     /// interval accounted for, or every day from the newest interval on record before this run
     /// to the newest after it, plus the days this run wrote or rejected files for.
     fn coverage_days(&self, plan: &Plan, report: &RunReport, now: DateTime<Utc>) -> BTreeSet<i32> {
+        let mut days = self.all_coverage_days(plan, report, now);
+        // Shards write disjoint days: each accounts for its own, so no two write one file.
+        if let Some((index, count)) = plan.shard {
+            days.retain(|d| d.rem_euclid(count as i32) == index as i32);
+        }
+        days
+    }
+
+    fn all_coverage_days(
+        &self,
+        plan: &Plan,
+        report: &RunReport,
+        now: DateTime<Utc>,
+    ) -> BTreeSet<i32> {
         let tz = self.job.timezone;
         let today = coverage::day_of(now.timestamp_millis(), tz);
         let mut days = BTreeSet::new();
@@ -171,20 +207,14 @@ impl ConnectJob<'_> {
             let to = coverage::day_of(after.newest.timestamp_millis(), tz);
             days.extend(from..=to);
         }
-        // Days still missing intervals: again while the API can fill them (when filling), or
-        // within the lookback (a late report may still come), so the count stays current.
-        let recent_days = if self.source_settings.fill.is_some() {
-            92
-        } else {
-            i32::try_from(self.source_settings.lookback_days).unwrap_or(i32::MAX)
-        };
+        // Days still missing intervals, so the count stays current (and they are filled).
         if let Some(marks) = &plan.state.coverage {
             days.extend(
                 marks
                     .missing_days
                     .iter()
                     .map(|d| layout::day_number(*d))
-                    .filter(|d| today - d <= recent_days),
+                    .filter(|d| today - d <= self.recheck_days()),
             );
         }
         let parse_day = |dt: &str| {
@@ -257,7 +287,8 @@ impl ConnectJob<'_> {
     }
 
     /// Accounts for the intervals of the days `plan` and `report` concern, fills the missing
-    /// ones when the job fills, and writes the coverage files. Partitions the fill writes are
+    /// ones when the job fills (with a bar of its requests on a terminal), and writes the
+    /// coverage files. Partitions the fill writes are
     /// added to `report.partitions`.
     pub(super) async fn account(
         &self,
@@ -265,7 +296,6 @@ impl ConnectJob<'_> {
         report: &mut RunReport,
         empty_reports: &[i64],
         table_schema: &SchemaRef,
-        progress: &Progress,
     ) -> Result<CoverageReport, RunError> {
         let now = Utc::now();
         let tz = self.job.timezone;
@@ -323,7 +353,7 @@ impl ConnectJob<'_> {
                     timezone: tz,
                     interval_minutes: minutes,
                 }
-                .run(&missing, now, progress)
+                .run(&missing, now, &Progress::new("GetMetricDataV2 requests"))
                 .await;
                 let mut fill_report = FillReport {
                     intervals: filled.answered.len() as u64,
