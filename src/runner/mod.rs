@@ -249,7 +249,9 @@ pub async fn run(job: &Job, options: &RunOptions) -> Result<Exit, JobError> {
     options.check_kind(job)?;
     let window = Window::from_days(options.from, options.to, job.timezone);
     if options.dry_run {
-        return dispatch(job, window, options).await.map(|(exit, _)| exit);
+        let outcome = dispatch(job, window, options).await.map(|(exit, _)| exit);
+        crate::observe::repeats::take();
+        return outcome;
     }
     let lake = Location::open(&job.lake.url, job.lake.region.as_deref(), Access::Create)
         .await
@@ -285,6 +287,7 @@ pub async fn run(job: &Job, options: &RunOptions) -> Result<Exit, JobError> {
             Some(crate::observe::cause_chain(e)),
         ),
     };
+
     let recorded = RunRecord {
         job: &job.name,
         kind: job.kind.name(),
