@@ -140,7 +140,6 @@ pub fn take() -> Vec<WarningCount> {
             tracing::warn!(
                 target: SUMMARY_TARGET,
                 count = kind.count,
-                first = %kind.message,
                 "{} more like this (one shown above; all with --log-level debug): {}",
                 kind.count - 1,
                 kind.message

@@ -265,6 +265,7 @@ pub async fn run(job: &Job, options: &RunOptions) -> Result<Exit, JobError> {
         Ok(lock) => lock,
         Err(held @ LockError::Held { .. }) => {
             eprintln!("skipped: {held}");
+            crate::observe::repeats::take();
             return Ok(Exit::Locked);
         }
         Err(e) => return Err(failed(job, "lock")(e)),

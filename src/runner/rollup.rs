@@ -148,42 +148,49 @@ impl fmt::Display for RollupSummary {
 /// denominators, in how many roll-up rows over how many days, and one day as an example. The
 /// per-day figures are warnings of the run (its manifest, and `--log-level debug`).
 fn fallback_lines(fallbacks: &[(NaiveDate, Grain, FallbackUse)]) -> Vec<String> {
-    // column -> (denominator -> rows, days, first (day, grain, rows)), columns in order of first use
-    let mut columns: Vec<(
-        &str,
-        BTreeMap<&str, usize>,
-        BTreeSet<NaiveDate>,
-        (NaiveDate, Grain, usize),
-    )> = Vec::new();
+    /// One metric's fallbacks over the run.
+    struct ColumnUse<'a> {
+        column: &'a str,
+        /// Rows per denominator used.
+        denominators: BTreeMap<&'a str, usize>,
+        days: BTreeSet<NaiveDate>,
+        /// The first (day, grain, rows), shown as the example.
+        example: (NaiveDate, Grain, usize),
+    }
+    // In order of first use.
+    let mut columns: Vec<ColumnUse> = Vec::new();
     for (day, grain, used) in fallbacks {
-        let at = match columns.iter().position(|(c, ..)| *c == used.column) {
+        let at = match columns.iter().position(|c| c.column == used.column) {
             Some(at) => at,
             None => {
-                columns.push((
-                    &used.column,
-                    BTreeMap::new(),
-                    BTreeSet::new(),
-                    (*day, *grain, used.rows),
-                ));
+                columns.push(ColumnUse {
+                    column: &used.column,
+                    denominators: BTreeMap::new(),
+                    days: BTreeSet::new(),
+                    example: (*day, *grain, used.rows),
+                });
                 columns.len() - 1
             }
         };
-        let (_, denominators, days, _) = &mut columns[at];
-        *denominators.entry(&used.denominator).or_default() += used.rows;
-        days.insert(*day);
+        let entry = &mut columns[at];
+        *entry.denominators.entry(&used.denominator).or_default() += used.rows;
+        entry.days.insert(*day);
     }
     columns
         .into_iter()
-        .map(|(column, denominators, days, (day, grain, rows))| {
-            let used: Vec<String> = denominators
+        .map(|c| {
+            let used: Vec<String> = c
+                .denominators
                 .iter()
                 .map(|(denominator, rows)| format!("{denominator} in {}", rows_text(*rows)))
                 .collect();
+            let (day, grain, rows) = c.example;
             format!(
-                "{column} weighted by the fallback {} on {} day{} (its first denominator is missing; e.g. {day} {}: {})",
+                "{} weighted by the fallback {} on {} day{} (its first denominator is missing; e.g. {day} {}: {})",
+                c.column,
                 used.join(", "),
-                days.len(),
-                if days.len() == 1 { "" } else { "s" },
+                c.days.len(),
+                if c.days.len() == 1 { "" } else { "s" },
                 grain.name(),
                 rows_text(rows),
             )

@@ -204,9 +204,8 @@ pub async fn collect(targets: &[Target], options: StatusOptions) -> Result<Repor
     let mut lakes: BTreeMap<(String, Option<String>), Location> = BTreeMap::new();
     for target in targets {
         let key = (target.lake_url.clone(), target.region.clone());
-        if !lakes.contains_key(&key) {
-            let lake = open(&target.lake_url, target.region.as_deref()).await?;
-            lakes.insert(key, lake);
+        if let std::collections::btree_map::Entry::Vacant(slot) = lakes.entry(key) {
+            slot.insert(open(&target.lake_url, target.region.as_deref()).await?);
         }
     }
     let lakes = &lakes;
