@@ -229,3 +229,30 @@ def test_demo_output_has_no_json_and_one_line_per_fallback_column(demo):
             assert len(log_lines) <= 2, result.stderr
     # The demo's queue reports lack the first denominator of some weighted metrics.
     assert any(FALLBACK.match(l) for l in demo["outputs"]["rollup-queue"].stdout.splitlines())
+
+
+def test_repeated_warnings_are_logged_once_with_a_count_and_each_at_debug(demo, tmp_path):
+    """Off a terminal (JSON logs): one fallback warning as the example and one summary with the
+    count the manifest holds; at debug, every one."""
+    import shutil
+
+    lake = tmp_path / "lake"
+    shutil.copytree(demo["lake"], lake)
+    env = {"CXLAKE_LAKE_URL": lake.as_uri() + "/", "CXLAKE_LOG": "info"}
+    job = ["run", "jobs/demo/rollup-queue.toml", "--from", "2024-03-08", "--to", "2024-03-11"]
+    counts = {}
+    for level in ("info", "cxlake=debug"):
+        before = set((lake / "_etl" / "runs").glob("*-rollup-queue-*.json"))
+        result = run_cxlake(job, REPO, {**env, "CXLAKE_LOG": level})
+        assert result.code == 0, result
+        [manifest] = [json.loads(p.read_text()) for p in set((lake / "_etl" / "runs").glob("*-rollup-queue-*.json")) - before]
+        [kind] = [w for w in manifest["warnings"] if "fallback" in w["message"]]
+        events = [json.loads(l) for l in result.stderr.splitlines() if l.startswith("{")]
+        fallback = [e for e in events if e.get("message") == "weighted by a fallback denominator"]
+        summary = [e for e in events if "more like this" in e.get("message", "")]
+        counts[level] = (kind["count"], len(fallback), summary)
+    total, shown, [summary] = counts["info"]
+    assert shown == 1 and summary["level"] == "WARN" and summary["count"] == total > 1, counts
+    assert summary["message"].startswith(f"{total - 1} more like this"), summary
+    debug_total, debug_shown, debug_summary = counts["cxlake=debug"]
+    assert debug_shown == debug_total == total and debug_summary == [], counts
