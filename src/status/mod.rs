@@ -1,8 +1,11 @@
 //! `cxlake status`: how each job is doing, from the lake alone. Per job it reads two small
 //! objects every run rewrites (`_etl/status/<job>/last-run.json` and `last-success.json`, see
 //! [`crate::observe::last_run`]) and, for a Salesforce export, its objects' state (the
-//! watermarks), so its cost does not grow with the number of runs the lake holds.
+//! watermarks), so its cost does not grow with the number of runs the lake holds. A lake
+//! written before those objects existed is read from its newest run records instead
+//! ([`history`]).
 
+mod history;
 mod render;
 pub mod verdict;
 
@@ -238,11 +241,15 @@ async fn job_status(
         last_run::last_run_key(&target.job),
         last_run::last_success_key(&target.job),
     );
-    let (last, success) = futures::try_join!(
+    let (mut last, mut success) = futures::try_join!(
         last_run::read(lake, &last_key),
         last_run::read(lake, &success_key),
     )
     .map_err(runs)?;
+    if last.is_none() {
+        // A lake from before the pointers: the history, newest first.
+        (last, success) = history::scan(lake, &target.job).await.map_err(runs)?;
+    }
     let kind = target
         .kind
         .clone()

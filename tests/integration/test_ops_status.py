@@ -106,8 +106,25 @@ def test_the_lake_alone_lists_every_job_that_ran(demo):
     assert {j["kind"] for j in report["jobs"]} == {"connect-intervals"} | DAILY_KINDS
 
 
+def test_a_lake_without_last_run_objects_is_read_from_its_run_records(demo, tmp_path):
+    import shutil
+
+    lake = tmp_path / "lake"
+    shutil.copytree(demo["lake"], lake)
+    shutil.rmtree(lake / "_etl" / "status")
+    env = {"CXLAKE_LAKE_URL": lake.as_uri() + "/"}
+    result = run_cxlake(["status", *demo["jobs"], "--json"], REPO, env)
+    assert result.code == 0, result
+    with_pointers = status_json(run_cxlake(["status", *demo["jobs"], "--json"], REPO, demo["env"]))
+    ids = lambda report: {j["job"]: (j["verdict"], j["last_run"]["run_id"], j["rows"]) for j in report["jobs"]}  # noqa: E731
+    assert ids(status_json(result)) == ids(with_pointers)
+
+
 def test_jobs_are_late_once_the_clock_passes_their_schedule(demo):
-    now = dt.datetime.now(dt.timezone.utc)
+    report = status_json(run_cxlake(["status", *demo["jobs"], "--json"], REPO, demo["env"]))
+    # The newest run's end, up to the next whole second (--now takes whole seconds here).
+    newest = max(dt.datetime.fromisoformat(j["last_success_at"].replace("Z", "+00:00")) for j in report["jobs"])
+    now = newest.replace(microsecond=0) + dt.timedelta(seconds=1)
     # Three hours on: the half-hourly Connect jobs are late, the daily jobs are not yet.
     result = run_cxlake(["status", *demo["jobs"], "--json", "--now", iso(now + dt.timedelta(hours=3))], REPO, demo["env"])
     assert result.code == EXIT["late"], result
@@ -173,6 +190,15 @@ def test_rejects_make_a_job_partial_and_a_failed_run_failing_on_a_local_lake(cx,
     assert status["last_success_at"] == success
     table = cx("status", job)
     assert table.code == EXIT["failing"] and "connect-queue: failing: last run failed (exit 1" in table.stdout, table
+
+    # A lake from before the last-run objects: the same answer from the newest run records.
+    import shutil
+
+    shutil.rmtree(tmp_path / "lake" / "_etl" / "status")
+    from_history = connect_status(cx, job)
+    assert from_history["verdict"] == "failing", from_history
+    assert from_history["last_run"]["run_id"] == status["last_run"]["run_id"], from_history
+    assert from_history["last_success_at"][:16] == success[:16], (from_history, success)
 
 
 def test_status_reads_an_s3_lake(cx, tmp_path, aws, buckets):
