@@ -53,7 +53,9 @@ demo:
 	$(PY) scripts/with_emulator.py $(BIN) -- $(BIN) run jobs/demo/salesforce-export.toml \
 		-- $(BIN) run jobs/demo/pushback-queue.toml jobs/demo/pushback-agent.toml
 	$(PY) scripts/demo_query.py lake
-	$(BIN) status jobs/demo/*.toml
+	@# The demo's reports stop at 2024-03-11 20:00, so that day's last intervals are missing and the
+	@# Connect jobs are partial (exit 3); any other verdict fails the demo.
+	$(BIN) status jobs/demo/*.toml || test $$? -eq 3
 
 ## test: format, lint, unit tests (every workspace crate), job-file validation, integration tests
 ## (DuckDB, pyarrow, moto, and third-party Salesforce clients against the emulator: simple-salesforce, jsforce)

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod export;
 pub mod job;
 pub mod lake;
+pub mod net;
 pub mod observe;
 pub mod pushback;
 pub mod rollup;

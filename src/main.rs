@@ -247,6 +247,9 @@ fn main() -> ExitCode {
 
 /// Runs the command; returns the process exit code.
 fn try_main(cli: Cli) -> Result<u8, Failure> {
+    cxlake::net::RetryPolicy::from_env(&cxlake::job::process_env())
+        .map_err(|e| usage(anyhow::anyhow!(e)))?
+        .install();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -284,13 +287,32 @@ fn status(runtime: &tokio::runtime::Runtime, args: StatusArgs) -> Result<u8, Fai
 fn command(runtime: &tokio::runtime::Runtime, command: Command) -> Result<u8, Failure> {
     let exit: Result<Exit, Failure> = match command {
         Command::Validate { jobs, print } => {
-            for (path, job) in jobs.iter().zip(load_all(&jobs)?) {
+            let loaded = load_all(&jobs)?;
+            let fills = loaded.iter().any(|job| {
+                matches!(&job.kind, cxlake::job::JobKind::ConnectIntervals(s) if s.fill.is_some())
+            });
+            if fills {
+                let problems = cxlake::connect::fill::mapping::problems();
+                if !problems.is_empty() {
+                    return Err(usage(anyhow::anyhow!(problems.join("\n"))));
+                }
+            }
+            for (path, job) in jobs.iter().zip(loaded) {
                 println!(
                     "{}: ok ({} job {:?})",
                     path.display(),
                     job.kind.name(),
                     job.name
                 );
+                if let cxlake::job::JobKind::ConnectIntervals(source) = &job.kind {
+                    if let Some(fill) = &source.fill {
+                        println!(
+                            "  fills missing intervals from GetMetricDataV2 of {}: {} report columns mapped (schemas/connect_api_metrics.toml)",
+                            fill.instance_arn,
+                            cxlake::connect::fill::mapping::for_report(source.report).len()
+                        );
+                    }
+                }
                 if print {
                     println!("{}", job.settings_listing());
                 }

@@ -99,8 +99,11 @@ fn rest_json_and_bulk_csv_normalize_to_identical_arrow() {
             api_version: "66.0".into(),
             ca_file: None,
             compression: true,
-            max_retries: 2,
-            backoff: Duration::from_millis(50),
+            policy: cxlake::net::RetryPolicy {
+                max_retries: 2,
+                backoff: Duration::from_millis(50),
+                ..Default::default()
+            },
         },
         Credentials {
             consumer_key: Some(demo.client_id.clone()),
@@ -199,7 +202,7 @@ async fn bulk_batch(client: &Client, soql: &str, columns: &[describe::Column]) -
             .await
             .unwrap();
         let next = page.next.clone();
-        let body = page.body().await.unwrap();
+        let body = client.page_body(page).await.unwrap();
         batches.push(normalize::bulk_page(columns, &body, info.delimiter(), "bulk").unwrap());
         match next {
             Some(l) => locator = Some(l),

@@ -91,31 +91,46 @@ pub async fn sync_table(
 ) -> Result<SyncOutcome, CatalogError> {
     ensure_database(client, database).await?;
     let wanted = columns(def)?;
-    let existing = match client
-        .get_table()
-        .database_name(database)
-        .name(&def.name)
-        .send()
-        .await
-    {
-        Ok(out) => out.table,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_entity_not_found_exception()) =>
+    // A CreateTable whose answer was lost (a reset, a timeout) and was retried meets the table
+    // its first attempt created: read it again and go on as for an existing table.
+    let mut created_elsewhere = false;
+    let existing = loop {
+        let existing = match client
+            .get_table()
+            .database_name(database)
+            .name(&def.name)
+            .send()
+            .await
         {
-            None
+            Ok(out) => out.table,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_entity_not_found_exception()) =>
+            {
+                None
+            }
+            Err(e) => return Err(glue_err("GetTable", &def.name, e)),
+        };
+        if let Some(existing) = existing {
+            break existing;
         }
-        Err(e) => return Err(glue_err("GetTable", &def.name, e)),
-    };
-    let Some(existing) = existing else {
-        client
+        match client
             .create_table()
             .database_name(database)
             .table_input(table_input(def, &wanted))
             .send()
             .await
-            .map_err(|e| glue_err("CreateTable", &def.name, e))?;
-        return Ok(SyncOutcome::Created);
+        {
+            Ok(_) => return Ok(SyncOutcome::Created),
+            Err(e)
+                if !created_elsewhere
+                    && e.as_service_error()
+                        .is_some_and(|s| s.is_already_exists_exception()) =>
+            {
+                created_elsewhere = true;
+            }
+            Err(e) => return Err(glue_err("CreateTable", &def.name, e)),
+        }
     };
     let current: Vec<(String, String)> = existing
         .storage_descriptor()

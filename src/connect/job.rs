@@ -31,6 +31,10 @@ use crate::observe::reconcile::{PartitionCounts, Reconciliation};
 use crate::state::{self, JobState, RejectReason, SeenObject, StateError, TableMeta};
 use crate::window::Window;
 
+mod completeness;
+
+pub use completeness::{CoverageReport, FillPreview, FillReport};
+
 /// Record-aligned chunks of this size are parsed in parallel.
 const CHUNK_BYTES: usize = 4 << 20;
 /// Chunks of one file parsed at the same time.
@@ -143,6 +147,8 @@ pub struct Plan {
     pub listed: BTreeMap<String, SeenObject>,
     /// Leave the state where it is (a shard of a backfill: several shards run at once).
     pub hold_watermark: bool,
+    /// The run's window (open for a scheduled run).
+    pub window: Window,
 }
 
 /// What happened to one partition.
@@ -160,6 +166,8 @@ pub struct PartitionOutcome {
     pub rows_read: usize,
     /// Distinct row keys among them: each must be in the file.
     pub keys_read: usize,
+    /// The file's rows by interval start and origin (for the coverage).
+    pub interval_rows: super::coverage::IntervalRows,
 }
 
 /// A rejected input.
@@ -204,6 +212,8 @@ pub struct RunReport {
     pub source_requests: (u64, u64, u64),
     /// Lake requests: (GET, PUT, LIST pages).
     pub lake_requests: (u64, u64, u64),
+    /// Every expected interval of the days the run concerns, and the fill.
+    pub coverage: CoverageReport,
 }
 
 impl RunReport {
@@ -384,6 +394,7 @@ impl<'a> ConnectJob<'a> {
             state_repaired,
             listed: BTreeMap::new(),
             hold_watermark: false,
+            window,
         };
         for object in listing.objects {
             let Some(key) = ReportKey::parse(&object.relative) else {
@@ -504,13 +515,18 @@ impl<'a> ConnectJob<'a> {
         let mut new_columns = BTreeSet::new();
         let mut rejected_sources = Vec::new();
         let mut read_by_day: BTreeMap<String, usize> = BTreeMap::new();
+        let mut empty_reports = Vec::new();
         for outcome in &results {
             match outcome {
                 FileOutcome::Loaded {
                     rows,
                     unknown_columns,
                     rows_by_day,
+                    interval,
                 } => {
+                    if *rows == 0 {
+                        empty_reports.push(*interval);
+                    }
                     report.rows_read += rows;
                     for (day, n) in rows_by_day {
                         *read_by_day.entry(layout::day_string(*day)).or_default() += n;
@@ -557,9 +573,19 @@ impl<'a> ConnectJob<'a> {
         if !report.added_columns.is_empty() {
             state::save_table_meta(&self.lake, &self.schema.table, &meta).await?;
         }
+        report.coverage = self
+            .account(plan, &mut report, &empty_reports, &table_schema, progress)
+            .await?;
         if let Some(catalog) = &self.job.catalog {
             let days: Vec<String> = report.partitions.iter().map(|p| p.dt.clone()).collect();
             report.catalog = Some(self.sync_catalog(catalog, &table_schema, &days).await?);
+            let covered: Vec<String> = report
+                .coverage
+                .days
+                .keys()
+                .map(|d| layout::day_string(*d))
+                .collect();
+            self.sync_coverage_catalog(catalog, &covered).await?;
         }
         // State moves only after data and catalog are committed: a failed run repeats its files.
         if !plan.hold_watermark {
@@ -584,6 +610,7 @@ impl<'a> ConnectJob<'a> {
                 job_state.seen.insert(key.relative.clone(), version.clone());
             }
         }
+        job_state.coverage = self.coverage_marks(plan);
         let newest = plan.files.iter().map(|k| k.exported_at).max();
         if let Some(newest) = newest.filter(|n| job_state.watermark.is_none_or(|w| *n > w)) {
             job_state.watermark = Some(newest);
@@ -604,7 +631,7 @@ impl<'a> ConnectJob<'a> {
         partitions: &[String],
     ) -> Result<crate::catalog::SyncOutcome, RunError> {
         let config = crate::aws::sdk_config(self.job.lake.region.as_deref()).await;
-        let client = aws_sdk_glue::Client::new(&config);
+        let client = crate::aws::glue_client(&config);
         let definition = crate::catalog::TableDefinition {
             name: self.schema.table.clone(),
             description: self.schema.description.clone(),
@@ -616,6 +643,30 @@ impl<'a> ConnectJob<'a> {
         crate::catalog::register_partitions(&client, &catalog.database, &definition, partitions)
             .await?;
         Ok(outcome)
+    }
+
+    /// Creates or updates the coverage table and registers `partitions` when the catalog
+    /// registers partitions.
+    async fn sync_coverage_catalog(
+        &self,
+        catalog: &crate::job::CatalogSettings,
+        partitions: &[String],
+    ) -> Result<(), RunError> {
+        let config = crate::aws::sdk_config(self.job.lake.region.as_deref()).await;
+        let client = aws_sdk_glue::Client::new(&config);
+        let definition = crate::catalog::TableDefinition {
+            name: super::coverage::TABLE.to_string(),
+            description: super::coverage::DESCRIPTION.to_string(),
+            schema: super::coverage::schema(),
+            location: self
+                .lake
+                .url_of(&layout::table_prefix(super::coverage::TABLE)),
+            partition: Some(catalog.date_partition("dt")),
+        };
+        crate::catalog::sync_table(&client, &catalog.database, &definition).await?;
+        crate::catalog::register_partitions(&client, &catalog.database, &definition, partitions)
+            .await?;
+        Ok(())
     }
 
     /// The table schema as stored (known columns plus those added so far).
@@ -729,6 +780,7 @@ impl<'a> ConnectJob<'a> {
             rows,
             unknown_columns: ctx.layout.unknown.iter().map(|(_, n)| n.clone()).collect(),
             rows_by_day,
+            interval: self.named_interval(&key),
         })
     }
 
@@ -921,6 +973,11 @@ impl<'a> ConnectJob<'a> {
                     };
                     let written = old.as_deref() != Some(&bytes[..]);
                     let size = bytes.len();
+                    let counted = bytes.clone();
+                    let context = self.lake.url_of(&key);
+                    let interval_rows = cpu(move || super::coverage::partition_rows(counted))
+                        .await
+                        .map_err(|source| RunError::Data { context, source })?;
                     if written {
                         self.lake.put(&key, bytes).await?;
                     }
@@ -932,6 +989,7 @@ impl<'a> ConnectJob<'a> {
                         written,
                         rows_read: 0,
                         keys_read,
+                        interval_rows,
                     }))
                 }
             })
@@ -961,6 +1019,8 @@ enum FileOutcome {
         unknown_columns: Vec<String>,
         /// Rows by partition day.
         rows_by_day: BTreeMap<i32, usize>,
+        /// The interval its name points to (UTC epoch milliseconds).
+        interval: i64,
     },
     Rejected(Rejected),
 }
@@ -1071,6 +1131,7 @@ fn merge_partition(
         }
     }
     batches.extend(new);
+    let batches = reports_over_api(batches, report)?;
     let (merged, _) = latest_per_key(schema, &batches, &row_key(report))?;
     if merged.num_rows() == 0 {
         return Ok(None);
@@ -1078,6 +1139,73 @@ fn merge_partition(
     let bytes = Bytes::from(parquet::encode(&merged)?);
     let count = parquet_rows(&bytes)?;
     Ok(Some((bytes, count, keys_read)))
+}
+
+/// Drops the rows filled from the API for every interval (of an instance) that rows from a
+/// report cover: a report always replaces the API's rows of its interval, whatever their export
+/// times. Rows without an `origin` (written before it existed) came from reports.
+fn reports_over_api(
+    batches: Vec<RecordBatch>,
+    report: &ReportSchema,
+) -> Result<Vec<RecordBatch>, ParquetError> {
+    use arrow::array::{Array, BooleanArray, StringArray, TimestampMillisecondArray};
+    let origin = report.origin_index();
+    let columns = |b: &RecordBatch| {
+        let instance = b
+            .column(col::INSTANCE)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .cloned();
+        let start = b
+            .column(col::INTERVAL_START)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .cloned();
+        let origin = b
+            .column(origin)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .cloned();
+        (instance, start, origin)
+    };
+    let is_api = |o: &Option<StringArray>, i: usize| {
+        o.as_ref()
+            .is_some_and(|o| o.is_valid(i) && o.value(i) == super::coverage::ORIGIN_API)
+    };
+    let mut reported: std::collections::HashSet<(String, i64)> = Default::default();
+    let mut any_api = false;
+    for b in &batches {
+        let (Some(instance), Some(start), o) = columns(b) else {
+            continue;
+        };
+        for i in 0..b.num_rows() {
+            if is_api(&o, i) {
+                any_api = true;
+            } else {
+                reported.insert((instance.value(i).to_string(), start.value(i)));
+            }
+        }
+    }
+    if !any_api || reported.is_empty() {
+        return Ok(batches);
+    }
+    batches
+        .into_iter()
+        .map(|b| {
+            let (Some(instance), Some(start), o) = columns(&b) else {
+                return Ok(b);
+            };
+            let keep: BooleanArray = (0..b.num_rows())
+                .map(|i| {
+                    Some(
+                        !is_api(&o, i)
+                            || !reported.contains(&(instance.value(i).to_string(), start.value(i))),
+                    )
+                })
+                .collect();
+            Ok(arrow::compute::filter_record_batch(&b, &keep)?)
+        })
+        .collect()
 }
 
 fn read_part(part: &Part) -> Result<Bytes, ParquetError> {

@@ -348,6 +348,9 @@ pub fn parse_rows(
     columns.push(Arc::new(
         TimestampMillisecondArray::from(vec![ctx.exported_at_ms; rows]).with_data_type(utc),
     ));
+    columns.push(Arc::new(StringArray::from_iter_values(
+        std::iter::repeat_n(super::coverage::ORIGIN_REPORT, rows),
+    )));
     columns.extend(
         unknown
             .into_iter()

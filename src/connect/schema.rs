@@ -209,6 +209,8 @@ pub mod col {
 pub const SOURCE_KEY: &str = "source_key";
 /// Lineage column: the export time from the report's file name.
 pub const EXPORTED_AT: &str = "exported_at";
+/// Lineage column: where the row came from, `report` or `api` (filled from the Connect API).
+pub const ORIGIN: &str = "origin";
 
 /// UTC millisecond timestamps: the only instant type the lake uses (see lake.md §2.2).
 pub fn utc_millis() -> DataType {
@@ -336,9 +338,14 @@ impl ReportSchema {
         col::FIRST_METRIC + self.metrics.len()
     }
 
+    /// Index of the `origin` lineage column.
+    pub fn origin_index(&self) -> usize {
+        self.source_key_index() + 2
+    }
+
     /// Number of columns before any added for unknown headers.
     pub fn known_width(&self) -> usize {
-        self.source_key_index() + 2
+        self.source_key_index() + 3
     }
 
     /// The fields of the known columns, in table order.
@@ -361,6 +368,8 @@ impl ReportSchema {
         );
         fields.push(Field::new(SOURCE_KEY, DataType::Utf8, false));
         fields.push(Field::new(EXPORTED_AT, utc_millis(), false));
+        // Nullable: partitions written before the column existed read it as null (a report).
+        fields.push(Field::new(ORIGIN, DataType::Utf8, true));
         fields
     }
 

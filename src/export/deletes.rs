@@ -172,7 +172,7 @@ impl ExportJob<'_> {
                     .query_results(&job.id, locator.as_deref(), self.spec.salesforce.page_size)
                     .await?;
                 let next = page.next.clone();
-                let body = page.body().await?;
+                let body = self.client.page_body(page).await?;
                 let mut reader = csv::ReaderBuilder::new()
                     .delimiter(info.delimiter())
                     .from_reader(body.as_ref());

@@ -26,7 +26,7 @@ pub mod writer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -369,8 +369,7 @@ pub async fn client_for(settings: &SalesforceSettings) -> Result<Client, Salesfo
             api_version: settings.api_version.clone(),
             ca_file: settings.ca_file.clone(),
             compression: settings.compression,
-            max_retries: 5,
-            backoff: Duration::from_millis(500),
+            policy: crate::net::RetryPolicy::current(),
         },
         creds,
     )

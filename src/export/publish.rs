@@ -58,7 +58,7 @@ impl ExportJob<'_> {
             return Ok(());
         };
         let config = crate::aws::sdk_config(self.job.lake.region.as_deref()).await;
-        let glue = aws_sdk_glue::Client::new(&config);
+        let glue = crate::aws::glue_client(&config);
         let object = table.trim_start_matches("sf_");
         for (name, partition, description) in [
             (

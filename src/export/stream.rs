@@ -206,7 +206,7 @@ impl ExportJob<'_> {
                 .await?;
             let expected = pending.records;
             let next = pending.next.clone();
-            let body = pending.body().await?;
+            let body = client.page_body(pending).await?;
             let cols = Arc::clone(columns);
             let name = format!("{object} Bulk job {} page {number}", job.id);
             parsing.push_back(crate::exec::cpu(move || {

@@ -9,10 +9,10 @@ mod settings;
 
 pub use model::{
     default_late_after_hours, ApiChoice, Budget, CatalogSettings, ConnectSource, ExportMode,
-    ExportSettings, FormulaPolicy, Grain, Job, JobKind, KeyStyle, LakeSettings, ObjectSpec,
-    PushbackSpec, ReportKind, RollupSpec, SalesforceExport, SalesforcePushback, SalesforceSettings,
-    DEFAULT_API_VERSION, DEFAULT_BULK_THRESHOLD, DEFAULT_LOOKBACK_DAYS, DEFAULT_PAGE_SIZE,
-    DEFAULT_PROJECTION_START, MAX_BULK_JOBS, MAX_LATE_AFTER_HOURS,
+    ExportSettings, FillSettings, FormulaPolicy, Grain, Job, JobKind, KeyStyle, LakeSettings,
+    ObjectSpec, PushbackSpec, ReportKind, RollupSpec, SalesforceExport, SalesforcePushback,
+    SalesforceSettings, DEFAULT_API_VERSION, DEFAULT_BULK_THRESHOLD, DEFAULT_LOOKBACK_DAYS,
+    DEFAULT_PAGE_SIZE, DEFAULT_PROJECTION_START, MAX_BULK_JOBS, MAX_LATE_AFTER_HOURS,
 };
 
 use std::collections::BTreeMap;
@@ -28,6 +28,7 @@ const SECTIONS: &[&str] = &[
     "export",
     "rollup",
     "pushback",
+    "fill",
 ];
 /// Prefix of the environment variables that override job settings.
 pub const ENV_PREFIX: &str = "CXLAKE_";
@@ -91,6 +92,17 @@ fn apply_env_overrides(doc: &mut toml::Table, env: &BTreeMap<String, String>) ->
             continue;
         };
         if !SECTIONS.contains(&section) || key.is_empty() {
+            continue;
+        }
+        if raw_value.is_empty() {
+            // An empty variable unsets the key (and a section it leaves empty), so a deployment
+            // can pass an optional setting, e.g. `CXLAKE_FILL_INSTANCE_ARN`, always.
+            if let Some(toml::Value::Table(t)) = doc.get_mut(section) {
+                t.remove(key);
+                if t.is_empty() {
+                    doc.remove(section);
+                }
+            }
             continue;
         }
         let table = doc

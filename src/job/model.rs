@@ -294,7 +294,34 @@ pub struct ConnectSource {
     pub lookback_days: u32,
     /// Length of the report's intervals in minutes (15, 30 or 60).
     pub interval_minutes: u32,
+    /// Minutes after an interval's end before its missing export counts as missing.
+    pub grace_minutes: u32,
+    /// Fill missing intervals from the Connect API (`[fill]`); `None` reports them only.
+    pub fill: Option<FillSettings>,
 }
+
+/// `[fill]`: the Connect instance whose GetMetricDataV2 fills missing intervals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillSettings {
+    /// `arn:aws:connect:<region>:<account>:instance/<id>`.
+    pub instance_arn: String,
+    /// The instance id from the ARN.
+    pub instance_id: String,
+    /// The region from the ARN.
+    pub region: String,
+    /// Requests per second this job makes (the account's GetMetricDataV2 quota is shared).
+    pub requests_per_second: f64,
+}
+
+/// Minutes after an interval's end before a missing export counts: Connect runs a scheduled
+/// report 15 minutes after its time, and the job's next scheduled run (one interval later)
+/// reads it; 60 covers both with room.
+pub const DEFAULT_GRACE_MINUTES: u32 = 60;
+/// GetMetricDataV2 requests per second a job makes unless `[fill] requests_per_second` says
+/// otherwise: half of the account's rate (10 per second, unverified), which other tools share.
+pub const DEFAULT_FILL_RPS: f64 = 5.0;
+/// The most a job may ask for.
+pub const MAX_FILL_RPS: f64 = 10.0;
 
 /// Scheduled runs re-list this many days before the watermark unless the job sets `lookback_days`.
 pub const DEFAULT_LOOKBACK_DAYS: u32 = 3;
@@ -364,6 +391,51 @@ pub(super) struct RawJob {
     export: Option<RawExport>,
     rollup: Option<RawRollup>,
     pushback: Option<RawPushback>,
+    fill: Option<RawFill>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawFill {
+    instance_arn: Option<String>,
+    requests_per_second: Option<f64>,
+}
+
+impl RawFill {
+    fn validate(&self, problems: &mut Vec<String>) -> Option<FillSettings> {
+        let arn = required(&self.instance_arn, "fill.instance_arn", problems)?;
+        // arn:<partition>:connect:<region>:<account>:instance/<id>
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let parsed = match parts.as_slice() {
+            ["arn", _, "connect", region, account, resource]
+                if !region.is_empty() && !account.is_empty() =>
+            {
+                resource
+                    .strip_prefix("instance/")
+                    .filter(|id| !id.is_empty() && !id.contains('/'))
+                    .map(|id| (region.to_string(), id.to_string()))
+            }
+            _ => None,
+        };
+        let Some((region, instance_id)) = parsed else {
+            problems.push(format!(
+                "fill.instance_arn: expected arn:aws:connect:<region>:<account>:instance/<instance id>, got {arn:?}"
+            ));
+            return None;
+        };
+        let requests_per_second = self.requests_per_second.unwrap_or(DEFAULT_FILL_RPS);
+        if !(0.1..=MAX_FILL_RPS).contains(&requests_per_second) {
+            problems.push(format!(
+                "fill.requests_per_second: expected 0.1 to {MAX_FILL_RPS}, got {requests_per_second}"
+            ));
+            return None;
+        }
+        Some(FillSettings {
+            instance_arn: arn.to_string(),
+            instance_id,
+            region,
+            requests_per_second,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -553,6 +625,7 @@ struct RawSource {
     region: Option<String>,
     lookback_days: Option<i64>,
     interval_minutes: Option<i64>,
+    grace_minutes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -629,7 +702,14 @@ impl RawJob {
         };
         let kind = match required(&self.job.kind, "job.kind", problems) {
             Some("connect-intervals") => match &self.source {
-                Some(source) => source.validate(problems).map(JobKind::ConnectIntervals),
+                Some(source) => {
+                    let fill = self.fill.as_ref().map(|f| f.validate(problems));
+                    let mut source = source.validate(problems);
+                    if let (Some(source), Some(fill)) = (&mut source, fill) {
+                        source.fill = Some(fill?);
+                    }
+                    source.map(JobKind::ConnectIntervals)
+                }
                 None => {
                     problems.push(
                         "source: missing section (a connect-intervals job reads [source])".into(),
@@ -716,6 +796,11 @@ impl RawJob {
                 }
             }),
         };
+        if self.fill.is_some() && self.job.kind.as_deref() != Some("connect-intervals") {
+            problems.push(
+                "fill: only a connect-intervals job fills intervals from the Connect API".into(),
+            );
+        }
         let catalog = self.catalog.as_ref().and_then(|c| c.validate(problems));
         if let (Some(_), Some(lake)) = (&catalog, &lake) {
             if !lake.url.starts_with("s3://") {
@@ -781,7 +866,16 @@ impl RawSource {
                 None
             }
         };
+        let grace_minutes = bounded(
+            self.grace_minutes,
+            "source.grace_minutes",
+            i64::from(DEFAULT_GRACE_MINUTES),
+            (0, 7 * 24 * 60),
+            problems,
+        );
         Some(ConnectSource {
+            grace_minutes: grace_minutes? as u32,
+            fill: None,
             url: url?.to_string(),
             report: report?,
             instance: instance?.to_string(),

@@ -24,6 +24,18 @@ impl Job {
                     "  source.interval_minutes = {}",
                     source.interval_minutes
                 ));
+                lines.push(format!("  source.grace_minutes = {}", source.grace_minutes));
+                match &source.fill {
+                    None => lines
+                        .push("  fill = (none: missing intervals are reported, not filled)".into()),
+                    Some(fill) => {
+                        lines.push(format!("  fill.instance_arn = {:?}", fill.instance_arn));
+                        lines.push(format!(
+                            "  fill.requests_per_second = {}",
+                            fill.requests_per_second
+                        ));
+                    }
+                }
             }
             JobKind::SalesforceExport(spec) => {
                 let sf = &spec.salesforce;

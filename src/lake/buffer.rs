@@ -45,6 +45,19 @@ pub struct PartitionRows {
     touched: u64,
 }
 
+impl PartitionRows {
+    /// Rows that did not go through the buffers (e.g. filled from an API), from `sources`.
+    pub fn from_batches(batches: Vec<RecordBatch>, sources: HashSet<Arc<str>>) -> Self {
+        PartitionRows {
+            memory: batches.iter().map(|b| b.get_array_memory_size()).sum(),
+            batches,
+            parts: Vec::new(),
+            sources,
+            touched: 0,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     partitions: BTreeMap<i32, PartitionRows>,

@@ -317,6 +317,25 @@ pub fn hive_compatible_footer(footer: &mut [u8]) -> Result<(), ParquetError> {
     Ok(())
 }
 
+/// Decodes only the named top-level columns (those the file has) of a Parquet file.
+pub fn decode_columns(bytes: Bytes, columns: &[&str]) -> Result<Vec<RecordBatch>, ParquetError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let indices: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| columns.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices);
+    Ok(builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Decodes a whole Parquet file.
 pub fn decode(bytes: Bytes) -> Result<Vec<RecordBatch>, ParquetError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?

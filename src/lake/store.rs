@@ -171,7 +171,10 @@ impl Location {
         let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
             bad("no AWS region: set AWS_REGION, a profile region or the job's region".into())
         })?;
+        let policy = crate::net::RetryPolicy::current();
         let mut builder = AmazonS3Builder::new()
+            .with_retry(policy.object_store_retry())
+            .with_client_options(policy.object_store_client())
             .with_bucket_name(bucket)
             .with_region(region)
             .with_credentials(Arc::new(SdkCredentials::new(config.clone())));
@@ -237,7 +240,8 @@ impl Location {
         } else {
             self.root.as_ref().len() + 1
         };
-        let metas: Vec<_> = match self.store.list(Some(&prefix)).try_collect().await {
+        let listing = retry_reads(|| self.store.list(Some(&prefix)).try_collect::<Vec<_>>()).await;
+        let metas: Vec<_> = match listing {
             Ok(metas) => metas,
             // A local folder that does not exist yet simply has no objects.
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
@@ -270,7 +274,9 @@ impl Location {
     ) -> Result<SourceListing, StoreError> {
         let Some(dir) = self.local_dir.clone() else {
             return Ok(SourceListing {
-                objects: self.list_skipping(skip).await?,
+                objects: retry_reads(|| self.list_skipping(skip))
+                    .await
+                    .map_err(self.err(""))?,
                 unreadable: Vec::new(),
             });
         };
@@ -283,7 +289,10 @@ impl Location {
     }
 
     /// Lists the root in segments: up to each skipped range, then on after its end.
-    async fn list_skipping(&self, skip: &[(String, String)]) -> Result<Vec<Listed>, StoreError> {
+    async fn list_skipping(
+        &self,
+        skip: &[(String, String)],
+    ) -> Result<Vec<Listed>, object_store::Error> {
         let root_len = if self.root.as_ref().is_empty() {
             0
         } else {
@@ -313,7 +322,7 @@ impl Location {
                     Ok(Some(meta)) => meta,
                     Ok(None) => break,
                     Err(object_store::Error::NotFound { .. }) => break,
-                    Err(e) => return Err(self.err("")(e)),
+                    Err(e) => return Err(e),
                 };
                 let relative = meta.location.as_ref()[root_len..].to_string();
                 if stop.is_some_and(|stop| relative.as_str() >= stop) {
@@ -358,9 +367,13 @@ impl Location {
 
     /// The whole object, or `None` if it does not exist.
     pub async fn get(&self, relative: &str) -> Result<Option<Bytes>, StoreError> {
-        self.counts.get.fetch_add(1, Ordering::Relaxed);
-        match self.store.get(&self.path(relative)).await {
-            Ok(result) => result.bytes().await.map(Some).map_err(self.err(relative)),
+        let path = self.path(relative);
+        let read = retry_reads(|| async {
+            self.counts.get.fetch_add(1, Ordering::Relaxed);
+            self.store.get(&path).await?.bytes().await
+        });
+        match read.await {
+            Ok(bytes) => Ok(Some(bytes)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err(relative)(e)),
         }
@@ -450,16 +463,18 @@ impl Location {
         &self,
         relative: &str,
     ) -> Result<Option<(Bytes, object_store::UpdateVersion)>, StoreError> {
-        self.counts.get.fetch_add(1, Ordering::Relaxed);
-        match self.store.get(&self.path(relative)).await {
-            Ok(result) => {
-                let version = object_store::UpdateVersion {
-                    e_tag: result.meta.e_tag.clone(),
-                    version: result.meta.version.clone(),
-                };
-                let bytes = result.bytes().await.map_err(self.err(relative))?;
-                Ok(Some((bytes, version)))
-            }
+        let path = self.path(relative);
+        let read = retry_reads(|| async {
+            self.counts.get.fetch_add(1, Ordering::Relaxed);
+            let result = self.store.get(&path).await?;
+            let version = object_store::UpdateVersion {
+                e_tag: result.meta.e_tag.clone(),
+                version: result.meta.version.clone(),
+            };
+            Ok((result.bytes().await?, version))
+        });
+        match read.await {
+            Ok(found) => Ok(Some(found)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err(relative)(e)),
         }
@@ -586,6 +601,49 @@ impl Body {
             }
         }
     }
+}
+
+/// Runs a read again when it failed on the transport in a way object_store leaves to its
+/// caller: a listing page or a body cut short after a successful status (object_store retries
+/// statuses, connection errors and, with an ETag, GET bodies itself). Reads are safe to repeat;
+/// retries follow the process's [`crate::net::RetryPolicy`] and stop at its call timeout.
+async fn retry_reads<T, F, Fut>(read: F) -> object_store::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = object_store::Result<T>>,
+{
+    let policy = crate::net::RetryPolicy::current();
+    let started = std::time::Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        match read().await {
+            Err(e)
+                if attempt < policy.max_retries
+                    && started.elapsed() < policy.call_timeout
+                    && is_transport(&e) =>
+            {
+                attempt += 1;
+                let delay = policy.backoff_for(attempt);
+                tracing::warn!(error = %e, attempt, delay_ms = delay.as_millis() as u64, "retrying a read");
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether an object_store error comes from the HTTP transport (anywhere in its chain).
+fn is_transport(error: &object_store::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<object_store::client::HttpError>()
+            .is_some()
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Lists a local folder recursively (following links, as the local store does), keeping every

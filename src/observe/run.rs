@@ -63,6 +63,9 @@ pub struct RunMetrics {
     pub rejects: u64,
     /// Salesforce API calls.
     pub api_calls: u64,
+    /// Connect interval jobs: expected intervals that are overdue and that nothing accounts for
+    /// (no report, no API fill); `None` for other job kinds.
+    pub missing_intervals: Option<u64>,
     /// Objects written (partition keys, history files, target object).
     pub outputs: Vec<String>,
     /// Per unit written (Connect partition, Salesforce object): read, written, rejected, and
@@ -129,6 +132,7 @@ impl RunRecord<'_> {
             "rejects": m.rejects,
             "salesforce_api_calls": m.api_calls,
             "salesforce_api_usage": m.api_usage,
+            "missing_intervals": m.missing_intervals,
             "outputs": m.outputs,
             "rows_out": run_tables::rows_out(self),
             "reconciliation": m.reconciliation,
@@ -139,7 +143,7 @@ impl RunRecord<'_> {
     /// The Embedded Metric Format document (namespace `cxlake`, dimension `Job`).
     pub fn emf(&self, now: DateTime<Utc>) -> serde_json::Value {
         let m = &self.metrics;
-        json!({
+        let mut emf = json!({
             "_aws": {
                 "Timestamp": now.timestamp_millis(),
                 "CloudWatchMetrics": [{
@@ -166,7 +170,15 @@ impl RunRecord<'_> {
             "DurationSeconds": self.seconds,
             "Failed": u8::from(self.failed),
             "BudgetStopped": u8::from(self.exit_code == Exit::Budget.code()),
-        })
+        });
+        // Only Connect interval jobs account for intervals: no zero series for other kinds.
+        if let Some(missing) = m.missing_intervals {
+            emf["MissingIntervals"] = json!(missing);
+            if let Some(metrics) = emf["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array_mut() {
+                metrics.push(json!({ "Name": "MissingIntervals", "Unit": "Count" }));
+            }
+        }
+        emf
     }
 
     /// A run whose reconciliation finds rows lost has failed, whatever its own code said.
@@ -319,6 +331,7 @@ mod tests {
                 bytes: 1000,
                 rejects: 1,
                 api_calls: 0,
+                missing_intervals: Some(2),
                 outputs: vec!["connect_queue_interval/dt=2023-11-14/x.parquet".into()],
                 reconciliation: Vec::new(),
                 api_usage: None,

@@ -71,6 +71,7 @@ pub fn runs_schema() -> SchemaRef {
         ("bytes_written", DataType::Int64),
         ("reconciliation_status", DataType::Utf8),
         ("error", DataType::Utf8),
+        ("missing_intervals", DataType::Int64),
     ])
 }
 
@@ -157,6 +158,7 @@ pub fn runs_batch(record: &RunRecord<'_>) -> Result<RecordBatch, ParquetError> {
         count([Some(m.bytes)]),
         text([status]),
         text([record.error.as_deref()]),
+        count([m.missing_intervals]),
     ];
     Ok(RecordBatch::try_new(runs_schema(), columns)?)
 }
@@ -241,7 +243,7 @@ pub async fn sync_catalog(
     record: &RunRecord<'_>,
 ) -> Result<(), RunTablesError> {
     let config = crate::aws::sdk_config(region).await;
-    let glue = aws_sdk_glue::Client::new(&config);
+    let glue = crate::aws::glue_client(&config);
     let day = vec![record.started.format("%Y-%m-%d").to_string()];
     for definition in table_definitions(lake, catalog) {
         crate::catalog::sync_table(&glue, &catalog.database, &definition).await?;

@@ -190,7 +190,7 @@ impl<'a> RollupJob<'a> {
             .sort_by(|a, b| (&a.table, &a.dt).cmp(&(&b.table, &b.dt)));
         if let Some(catalog) = &self.job.catalog {
             let config = crate::aws::sdk_config(self.job.lake.region.as_deref()).await;
-            let glue = aws_sdk_glue::Client::new(&config);
+            let glue = crate::aws::glue_client(&config);
             for &grain in self.grains {
                 let name = table_name(self.report, grain);
                 let definition = crate::catalog::TableDefinition {

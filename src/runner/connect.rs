@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::{failed, Exit, JobError, JobRun, RunOptions, Summary};
-use crate::connect::job::{ConnectJob, OpenMode, Plan, RunReport};
+use crate::connect::job::{ConnectJob, CoverageReport, OpenMode, Plan, RunReport};
 use crate::job::{ConnectSource, Job};
 use crate::lake::layout;
 use crate::observe::progress::Progress;
@@ -61,7 +61,25 @@ impl JobRun for ConnectRun<'_> {
     }
 
     async fn dry_run(&self, plan: &Plan) -> Result<String, JobError> {
-        Ok(PlanListing { run: self, plan }.to_string())
+        let mut listing = PlanListing { run: self, plan }.to_string();
+        if let Some(fill) = &self.source.fill {
+            let preview = self
+                .connect
+                .preview_fill(plan)
+                .await
+                .map_err(failed(self.job, "planning the fill"))?;
+            let metrics = crate::connect::fill::mapping::for_report(self.source.report).len();
+            listing.push_str(&format!(
+                "fill from {}: {} missing intervals within the API's 3 months in {} spans: {} GetMetricDataV2 requests per 100 {}s, plus paging and one listing; {} missing intervals are older and stay missing\n",
+                fill.instance_arn,
+                preview.intervals,
+                preview.spans,
+                crate::connect::fill::plan::request_count(preview.spans, 1, metrics),
+                self.source.report.name(),
+                preview.out_of_reach,
+            ));
+        }
+        Ok(listing)
     }
 
     async fn run(&self, plan: Plan, progress: &Progress) -> Result<ConnectSummary, JobError> {
@@ -75,6 +93,7 @@ impl JobRun for ConnectRun<'_> {
             .map_err(failed(self.job, ""))?;
         Ok(ConnectSummary {
             job: self.job.name.clone(),
+            timezone: self.job.timezone,
             table: self.connect.table().table.clone(),
             source_url: self.connect.source_url().to_string(),
             report,
@@ -143,6 +162,7 @@ impl fmt::Display for PlanListing<'_, '_> {
 /// A finished connect-intervals run.
 pub(super) struct ConnectSummary {
     job: String,
+    timezone: chrono_tz::Tz,
     table: String,
     source_url: String,
     report: RunReport,
@@ -190,12 +210,19 @@ impl Summary for ConnectSummary {
             lake_get = report.lake_requests.0,
             lake_put = report.lake_requests.1,
             lake_list_pages = report.lake_requests.2,
+            missing_intervals = report.coverage.missing(),
             "run finished"
         );
+        if let Some(fill) = report.coverage.fill.as_ref().filter(|f| f.error.is_some()) {
+            tracing::error!(job = %job, error = fill.error.as_deref(), "filling from the Connect API stopped; the intervals it did not fill stay missing");
+        }
     }
 
     fn exit(&self) -> Exit {
-        if self.report.rejected.is_empty() && self.report.unreadable.is_empty() {
+        let fill_failed = (self.report.coverage.fill.as_ref()).is_some_and(|f| f.error.is_some());
+        if fill_failed {
+            Exit::Failure
+        } else if self.report.rejected.is_empty() && self.report.unreadable.is_empty() {
             Exit::Ok
         } else {
             Exit::Partial
@@ -209,6 +236,7 @@ impl Summary for ConnectSummary {
             bytes: self.written().map(|p| p.bytes as u64).sum(),
             rejects: (report.rejected.len() + report.unreadable.len()) as u64,
             inputs: report.files as u64,
+            missing_intervals: Some(report.coverage.missing()),
             reconciliation: report.reconciliation(),
             ..RunMetrics::default()
         }
@@ -238,6 +266,23 @@ impl fmt::Display for ConnectSummary {
             "  requests: source {} GET, {} LIST pages; lake {} GET, {} PUT, {} LIST pages",
             source.0, source.2, lake.0, lake.1, lake.2
         )?;
+        if let Some(line) = coverage_line(&report.coverage, self.timezone) {
+            writeln!(f, "  {line}")?;
+        }
+        if let Some(fill) = &report.coverage.fill {
+            match &fill.error {
+                None => writeln!(
+                    f,
+                    "  filled {} intervals ({} rows) from the Connect API in {} requests",
+                    fill.intervals, fill.rows, fill.requests
+                )?,
+                Some(e) => writeln!(
+                    f,
+                    "  filling from the Connect API stopped after {} intervals and {} requests: {e}",
+                    fill.intervals, fill.requests
+                )?,
+            }
+        }
         for r in &report.rejected {
             let at = match (r.reason.line, r.reason.column_number, &r.reason.column) {
                 (Some(l), Some(n), Some(c)) => format!("line {l}, column {n} {c:?}: "),
@@ -260,4 +305,84 @@ impl fmt::Display for ConnectSummary {
         }
         Ok(())
     }
+}
+
+/// Most ranges of missing intervals the summary names.
+const MISSING_RANGES_SHOWN: usize = 6;
+
+/// One line on the accounted days: intervals by status, and the missing ones as local time
+/// ranges (`2024-03-11 20:00–24:00`); `None` when no day was accounted for.
+fn coverage_line(coverage: &CoverageReport, tz: chrono_tz::Tz) -> Option<String> {
+    use crate::connect::coverage::Status;
+    if coverage.days.is_empty() {
+        return None;
+    }
+    let counts = coverage.counts();
+    let expected: u64 = counts.values().sum();
+    let mut parts: Vec<String> = [
+        (Status::Report, "from reports"),
+        (Status::Api, "from the API"),
+        (Status::Rejected, "rejected"),
+        (Status::Pending, "pending"),
+    ]
+    .iter()
+    .filter_map(|(status, label)| counts.get(status).map(|n| format!("{n} {label}")))
+    .collect();
+    let missing = coverage.missing();
+    let mut line = format!(
+        "coverage ({}): {} days, {expected} intervals: ",
+        crate::connect::coverage::TABLE,
+        coverage.days.len()
+    );
+    if missing == 0 {
+        parts.push("none missing".into());
+        line.push_str(&parts.join(", "));
+        return Some(line);
+    }
+    parts.push(format!("{missing} MISSING"));
+    line.push_str(&parts.join(", "));
+    let mut ranges = Vec::new();
+    for (_, starts) in coverage.missing_by_day() {
+        let step = coverage
+            .days
+            .values()
+            .flatten()
+            .next()
+            .map_or(1_800_000, |i| i.end - i.start);
+        let mut run_start = starts[0];
+        let mut previous = starts[0];
+        for &start in starts[1..].iter().chain(std::iter::once(&i64::MIN)) {
+            if start != previous + step {
+                ranges.push(local_range(run_start, previous + step, tz));
+                run_start = start;
+            }
+            previous = start;
+        }
+    }
+    let more = ranges.len().saturating_sub(MISSING_RANGES_SHOWN);
+    ranges.truncate(MISSING_RANGES_SHOWN);
+    line.push_str(&format!(" ({}", ranges.join(", ")));
+    if more > 0 {
+        line.push_str(&format!(" and {more} more ranges"));
+    }
+    line.push(')');
+    Some(line)
+}
+
+/// `2024-03-11 20:00–24:00` in the job's time zone.
+fn local_range(start: i64, end: i64, tz: chrono_tz::Tz) -> String {
+    let local = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(crate::connect::parse::local_millis(ms, tz))
+            .unwrap_or_default()
+            .naive_utc()
+    };
+    let (from, to) = (local(start), local(end));
+    let to_text = if to.date() > from.date() && to.time() == chrono::NaiveTime::MIN {
+        "24:00".to_string()
+    } else if to.date() > from.date() {
+        to.format("%Y-%m-%d %H:%M").to_string()
+    } else {
+        to.format("%H:%M").to_string()
+    };
+    format!("{}–{to_text}", from.format("%Y-%m-%d %H:%M"))
 }

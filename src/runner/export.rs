@@ -165,6 +165,7 @@ impl Summary for ExportSummary {
                 .api_usage
                 .map(|(used, max)| crate::observe::last_run::ApiUsage { used, max }),
             warnings: Vec::new(),
+            missing_intervals: None,
         }
     }
 }

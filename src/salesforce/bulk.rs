@@ -53,11 +53,25 @@ pub struct ResultPage {
     pub next: Option<String>,
 }
 
+/// Which results page to ask for (asked again when its download is cut short).
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    /// The query job.
+    pub job_id: String,
+    /// `locator`, none for the first page.
+    pub locator: Option<String>,
+    /// `maxRecords`.
+    pub max_records: u64,
+    /// The results path (for messages).
+    pub path: String,
+}
+
 /// The headers of a results page, read before its body: the next locator is known early so
-/// the next request can start while this body downloads.
+/// the next request can start while this body downloads. Read the body with
+/// [`Client::page_body`](super::Client::page_body), which retries a cut download.
 pub struct PendingPage {
     response: reqwest::Response,
-    url: String,
+    request: PageRequest,
     /// `Sforce-NumberOfRecords`.
     pub records: Option<u64>,
     /// `Sforce-Locator`, unless it is the literal `null` (or absent).
@@ -65,12 +79,9 @@ pub struct PendingPage {
 }
 
 impl PendingPage {
-    /// Downloads the body.
-    pub async fn body(self) -> Result<Bytes, SalesforceError> {
-        self.response
-            .bytes()
-            .await
-            .map_err(|e| SalesforceError::http(&self.url, e))
+    /// What was asked for and the answer whose body is still to read.
+    pub fn into_parts(self) -> (PageRequest, reqwest::Response) {
+        (self.request, self.response)
     }
 }
 
@@ -138,13 +149,23 @@ impl Client {
         locator: Option<&str>,
         max_records: u64,
     ) -> Result<PendingPage, SalesforceError> {
-        let path = self.data_path(&format!("/jobs/query/{id}/results"));
-        let max = max_records.to_string();
+        self.query_page(PageRequest {
+            job_id: id.to_string(),
+            locator: locator.map(str::to_string),
+            max_records,
+            path: self.data_path(&format!("/jobs/query/{id}/results")),
+        })
+        .await
+    }
+
+    /// Requests the results page `request` names.
+    pub async fn query_page(&self, request: PageRequest) -> Result<PendingPage, SalesforceError> {
+        let max = request.max_records.to_string();
         let response = self
-            .send(Method::GET, &path, |r| {
+            .send(Method::GET, &request.path, |r| {
                 let r = r.query(&[("maxRecords", max.as_str())]);
-                match locator {
-                    Some(l) => r.query(&[("locator", l)]),
+                match &request.locator {
+                    Some(l) => r.query(&[("locator", l.as_str())]),
                     None => r,
                 }
             })
@@ -160,7 +181,7 @@ impl Client {
         let next = next_locator(header("Sforce-Locator").as_deref());
         Ok(PendingPage {
             response,
-            url: path,
+            request,
             records,
             next,
         })

@@ -1,10 +1,17 @@
 //! The HTTP side: one reqwest client (rustls, gzip), login, and a request loop that
 //! re-authenticates once on 401 `INVALID_SESSION_ID` and backs off on limit errors and
 //! transient statuses (5xx, 406, 420, 429), honouring `Retry-After` (reference §4.5, §6.3).
+//!
+//! Transport errors (a reset, a stalled answer, a cut body) are retried under the process's
+//! [`crate::net::RetryPolicy`] when a second attempt cannot apply a change twice: every method
+//! but POST (GET, DELETE, and the PUT/PATCH of an upload or an upsert on an external ID), and a
+//! POST only when its connection never opened. The token request is retried like a GET: a
+//! second token is harmless.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 use tokio::sync::RwLock;
@@ -26,11 +33,15 @@ pub struct ClientConfig {
     pub ca_file: Option<String>,
     /// Accept gzip responses.
     pub compression: bool,
-    /// Retries for limit errors and transient statuses.
-    pub max_retries: u32,
-    /// First backoff delay (doubles per retry, capped at 60 s; `Retry-After` wins).
-    pub backoff: Duration,
+    /// Retries and timeouts (shared with S3 and Glue).
+    pub policy: crate::net::RetryPolicy,
 }
+
+/// Longest wait a `Retry-After` answer can impose.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Longest time one Salesforce request may take, body included (a large Bulk results page on a
+/// slow link); a stall is cut sooner by the policy's read timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// API calls made, by kind (the run summary and the API budget of push-back).
 #[derive(Debug, Default)]
@@ -98,8 +109,9 @@ impl Client {
         }
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("cxlake/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(Duration::from_secs(600))
+            .connect_timeout(config.policy.connect_timeout)
+            .read_timeout(config.policy.read_timeout)
+            .timeout(REQUEST_TIMEOUT)
             .pool_max_idle_per_host(8)
             .gzip(config.compression);
         if let Some(path) = &config.ca_file {
@@ -158,19 +170,32 @@ impl Client {
         let form = auth::token_form(self.config.flow, &self.credentials, &audience)
             .map_err(SalesforceError::Config)?;
         let url = format!("{audience}/services/oauth2/token");
-        self.counts.token.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .http
-            .post(&url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| SalesforceError::http(&url, e))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| SalesforceError::http(&url, e))?;
+        let mut attempt = 0u32;
+        let (status, body) = loop {
+            self.counts.token.fetch_add(1, Ordering::Relaxed);
+            let answer = match self.http.post(&url).form(&form).send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    response.bytes().await.map(|body| (status, body))
+                }
+                Err(e) => Err(e),
+            };
+            let reason = match answer {
+                Ok((status, _)) if status.is_server_error() || status.as_u16() == 429 => {
+                    status.to_string()
+                }
+                Ok(answer) => break answer,
+                Err(e) => transport_reason(&e),
+            };
+            if attempt >= self.config.policy.max_retries {
+                return Err(SalesforceError::Http {
+                    url,
+                    message: format!("{reason} (gave up after {attempt} retries)"),
+                });
+            }
+            attempt += 1;
+            self.wait(attempt, None, &url, &reason).await;
+        };
         if status.is_success() {
             let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
                 SalesforceError::Protocol(format!("{url}: unexpected token response: {e}"))
@@ -249,10 +274,11 @@ impl Client {
             let response = match result {
                 Ok(r) => r,
                 Err(e)
-                    if attempt < self.config.max_retries && (e.is_connect() || e.is_timeout()) =>
+                    if attempt < self.config.policy.max_retries
+                        && (method != Method::POST || e.is_connect()) =>
                 {
                     attempt += 1;
-                    self.wait(attempt, None, &url, "connection error").await;
+                    self.wait(attempt, None, &url, &transport_reason(&e)).await;
                     continue;
                 }
                 Err(e) => return Err(SalesforceError::http(&url, e)),
@@ -293,7 +319,7 @@ impl Client {
                     tracing::info!(url = %strip_query(&url), "session expired; logging in again");
                     session = self.relogin(&session).await?;
                 }
-                Verdict::Retry if attempt >= self.config.max_retries => {
+                Verdict::Retry if attempt >= self.config.policy.max_retries => {
                     return Err(SalesforceError::Api {
                         status: status.as_u16(),
                         url: strip_query(&url),
@@ -324,12 +350,8 @@ impl Client {
 
     async fn wait(&self, attempt: u32, retry_after: Option<Duration>, url: &str, reason: &str) {
         self.counts.retries.fetch_add(1, Ordering::Relaxed);
-        let backoff = self
-            .config
-            .backoff
-            .saturating_mul(1 << (attempt - 1).min(10))
-            .min(Duration::from_secs(60));
-        let delay = retry_after.unwrap_or(backoff);
+        let backoff = self.config.policy.backoff_for(attempt);
+        let delay = retry_after.map_or(backoff, |wait| wait.min(MAX_RETRY_AFTER));
         tracing::warn!(url = %strip_query(url), reason, attempt, delay_ms = delay.as_millis() as u64, "retrying Salesforce call");
         tokio::time::sleep(delay).await;
     }
@@ -339,9 +361,88 @@ impl Client {
         &self,
         path_or_url: &str,
     ) -> Result<T, SalesforceError> {
-        let response = self.send(Method::GET, path_or_url, |r| r).await?;
-        json_body(response, path_or_url).await
+        self.send_json(Method::GET, path_or_url, |r| r).await
     }
+
+    /// [`Client::send`] and the whole body: a body cut short is asked for again (a new request,
+    /// retries counted) unless the method is POST, whose second attempt could apply twice.
+    pub async fn send_read(
+        &self,
+        method: Method,
+        path_or_url: &str,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Bytes, SalesforceError> {
+        let mut attempt = 0u32;
+        loop {
+            let response = self.send(method.clone(), path_or_url, &build).await?;
+            match response.bytes().await {
+                Ok(body) => return Ok(body),
+                Err(e) if method != Method::POST && attempt < self.config.policy.max_retries => {
+                    attempt += 1;
+                    let reason = format!("body: {}", transport_reason(&e));
+                    self.wait(attempt, None, path_or_url, &reason).await;
+                }
+                Err(e) => return Err(SalesforceError::http(path_or_url, e)),
+            }
+        }
+    }
+
+    /// [`Client::send_read`] parsed as JSON, naming the resource on failure.
+    pub async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path_or_url: &str,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<T, SalesforceError> {
+        let body = self.send_read(method, path_or_url, build).await?;
+        parse_json(&body, path_or_url)
+    }
+
+    /// The body of a Bulk results page; a download cut short asks for the same page again
+    /// (the locator names it), up to the policy's retries.
+    pub async fn page_body(
+        &self,
+        page: super::bulk::PendingPage,
+    ) -> Result<Bytes, SalesforceError> {
+        let mut attempt = 0u32;
+        let mut page = page;
+        loop {
+            let (request, response) = page.into_parts();
+            match response.bytes().await {
+                Ok(body) => return Ok(body),
+                Err(e) if attempt < self.config.policy.max_retries => {
+                    attempt += 1;
+                    let reason = format!("results body: {}", transport_reason(&e));
+                    self.wait(attempt, None, &request.path, &reason).await;
+                    page = self.query_page(request).await?;
+                }
+                Err(e) => return Err(SalesforceError::http(&request.path, e)),
+            }
+        }
+    }
+}
+
+/// A transport error in a few words, for the retry log line.
+fn transport_reason(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connection error"
+    } else if error.is_body() || error.is_decode() {
+        "body cut short"
+    } else {
+        "connection lost"
+    };
+    kind.to_string()
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, SalesforceError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        SalesforceError::Protocol(format!("{}: unexpected response: {e}", strip_query(what)))
+    })
 }
 
 /// Reads a JSON body, naming the resource on failure.
@@ -353,9 +454,7 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
         .bytes()
         .await
         .map_err(|e| SalesforceError::http(what, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        SalesforceError::Protocol(format!("{}: unexpected response: {e}", strip_query(what)))
-    })
+    parse_json(&bytes, what)
 }
 
 fn verdict(status: StatusCode, code: &str, message: &str, relogged: bool) -> Verdict {

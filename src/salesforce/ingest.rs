@@ -171,8 +171,9 @@ impl Client {
                 })
                 .collect();
             let body = serde_json::json!({ "allOrNone": false, "records": body_records });
-            let response = self.send(Method::PATCH, &path, |r| r.json(&body)).await?;
-            let answers: Vec<CollectionResult> = super::client::json_body(response, &path).await?;
+            let answers: Vec<CollectionResult> = self
+                .send_json(Method::PATCH, &path, |r| r.json(&body))
+                .await?;
             if answers.len() != chunk.len() {
                 return Err(SalesforceError::Protocol(format!(
                     "{path}: {} results for {} records",
@@ -270,11 +271,7 @@ impl Client {
             ("unprocessed", "unprocessedrecords"),
         ] {
             let path = self.data_path(&format!("/jobs/ingest/{}/{resource}/", job.id));
-            let response = self.send(Method::GET, &path, |r| r).await?;
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| SalesforceError::http(&path, e))?;
+            let body = self.send_read(Method::GET, &path, |r| r).await?;
             results.extend(parse_results(kind, &body, external_id, &row_of, &info)?);
         }
         Ok(results)

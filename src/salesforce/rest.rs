@@ -89,12 +89,10 @@ impl Client {
             at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         };
         let (start, end) = (format(start), format(end));
-        let response = self
-            .send(reqwest::Method::GET, &path, |r| {
-                r.query(&[("start", start.as_str()), ("end", end.as_str())])
-            })
-            .await?;
-        super::client::json_body(response, &path).await
+        self.send_json(reqwest::Method::GET, &path, |r| {
+            r.query(&[("start", start.as_str()), ("end", end.as_str())])
+        })
+        .await
     }
 
     /// `GET /sobjects/{object}/describe`.
@@ -107,10 +105,8 @@ impl Client {
     pub async fn query(&self, soql: &str, all: bool) -> Result<QueryPage, SalesforceError> {
         let resource = if all { "/queryAll" } else { "/query" };
         let path = self.data_path(resource);
-        let response = self
-            .send(reqwest::Method::GET, &path, |r| r.query(&[("q", soql)]))
-            .await?;
-        super::client::json_body(response, &path).await
+        self.send_json(reqwest::Method::GET, &path, |r| r.query(&[("q", soql)]))
+            .await
     }
 
     /// The page at a `nextRecordsUrl`.

@@ -44,6 +44,19 @@ pub struct JobState {
     /// unprocessed): the next run reads them again, whatever its plan.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub pending_days: std::collections::BTreeSet<chrono::NaiveDate>,
+    /// Connect jobs: the first and newest intervals a report arrived for, which bound the days
+    /// whose coverage is accounted for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<CoverageMarks>,
+}
+
+/// The intervals that bound a Connect job's coverage (interval starts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoverageMarks {
+    /// The first interval a report arrived for: earlier intervals are not expected.
+    pub first: DateTime<Utc>,
+    /// The newest interval a report arrived for.
+    pub newest: DateTime<Utc>,
 }
 
 /// One processed source object, as it was listed when it was read.

@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import subprocess
+import sys
 import typing
 import uuid
 
@@ -17,6 +18,8 @@ import boto3
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+# tests/fakes (the Connect API fake and its synthetic contact center) is imported as `fakes`.
+sys.path.insert(0, str(REPO / "tests"))
 
 
 def pytest_configure(config):
@@ -323,3 +326,28 @@ def export_watermarks(lake: pathlib.Path, job: str = "sf-export") -> dict[str, s
         if watermark:
             found[path.stem] = watermark
     return found
+
+
+# --------------------------------------------------------------------------------------------
+# The Connect API fake (GetMetricDataV2, ListQueues, ListUsers) over a synthetic contact center
+
+
+@pytest.fixture
+def connect_api():
+    """`connect_api(start, end, seed=21, **ContactCenter options)` builds a ContactCenter over
+    [start, end) (aware UTC datetimes on its interval grid) and serves it on a free port; the
+    answer has .url, .instance_id, .instance_arn, .center, .requests(operation=None), .throttle(n),
+    .faults(**faults) and .client(**botocore Config). Every server stops after the test."""
+    from fakes.connect_api import serve
+
+    served = []
+
+    def start(begin, end, seed: int = 21, **options):
+        served.append(serve(begin, end, seed, **options))
+        return served[-1]
+
+    try:
+        yield start
+    finally:
+        for fake in served:
+            fake.stop()

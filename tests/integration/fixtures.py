@@ -88,7 +88,8 @@ def expected_columns(report: str, unknown: tuple[str, ...] = ()) -> list[tuple[s
     columns = [("instance", pa.string()), (spec["report"][report]["grouping_column"], pa.string()),
                ("interval_start", UTC_MS), ("interval_end", UTC_MS), ("interval_start_local", LOCAL_MS)]
     columns += [(m["column"], arrow[m["unit"]]) for m in spec["metric"] if report in m["reports"]]
-    columns += [("source_key", pa.string()), ("exported_at", UTC_MS)]
+    # `origin`: `report` for rows read from a report, `api` for rows filled from the Connect API.
+    columns += [("source_key", pa.string()), ("exported_at", UTC_MS), ("origin", pa.string())]
     columns += [(name, pa.float64()) for name in unknown]
     return columns
 

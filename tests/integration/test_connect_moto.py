@@ -84,9 +84,12 @@ def test_s3_run_writes_one_object_per_partition_and_the_state(quirky_s3_run, aws
     keys = objects(s3, buckets["lake"])
     # nothing but partition files under the table prefix (Athena reads everything there)
     assert [k for k in keys if k.startswith(f"{LAKE_PREFIX}/{TABLE}/")] == [data_key("2024-03-10")]
-    # bookkeeping lives outside the table prefix (the run's own record also in the run tables)
-    assert all(k.startswith((f"{LAKE_PREFIX}/{TABLE}/", f"{LAKE_PREFIX}/_etl/")) or is_run_record(k) for k in keys), \
-        sorted(keys)
+    # bookkeeping lives outside the table prefix (the run's own record also in the run tables,
+    # the day's expected intervals in the coverage table)
+    coverage = f"{LAKE_PREFIX}/connect_interval_coverage/"
+    assert all(k.startswith((f"{LAKE_PREFIX}/{TABLE}/", f"{LAKE_PREFIX}/_etl/", coverage)) or is_run_record(k)
+               for k in keys), sorted(keys)
+    assert [k for k in keys if k.startswith(coverage)] == [coverage + "dt=2024-03-10/connect-queue.parquet"]
     assert sorted(k.split("/")[1] for k in keys if is_run_record(k) and k.endswith(".parquet")) == \
         ["cxlake_reconciliation", "cxlake_runs"]
     state = json.loads(get_bytes(s3, buckets["lake"], f"{LAKE_PREFIX}/_etl/state/connect-queue.json"))
@@ -296,8 +299,9 @@ def test_missing_lake_bucket_fails_with_exit_1(cx, tmp_path, aws, buckets):
 
 
 def test_s3_run_stays_within_its_request_budget(quirky_s3_run):
-    # one GET per report file, one listing page; one PUT per partition + state + table meta
-    assert "requests: source 3 GET, 1 LIST pages; lake 2 GET, 3 PUT, 1 LIST pages" in quirky_s3_run.stdout, quirky_s3_run
+    # one GET per report file, one listing page; one PUT per partition + state + table meta; the
+    # day's coverage file read (absent) and written
+    assert "requests: source 3 GET, 1 LIST pages; lake 3 GET, 4 PUT, 1 LIST pages" in quirky_s3_run.stdout, quirky_s3_run
 
 
 def test_register_mode_adds_each_partition_to_glue_once(cx, tmp_path, aws, buckets, glue_database):

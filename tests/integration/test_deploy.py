@@ -366,3 +366,36 @@ def test_alarm_actions_point_at_the_topic():
     assert subscription["Condition"] == "HasAlarmEmail"
     assert subscription["Properties"] == {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email",
                                           "Endpoint": {"Ref": "AlarmEmail"}}
+
+
+def test_connect_fill_is_optional_and_scoped_to_the_instance():
+    """With ConnectInstanceArn set, the task role may read exactly the Connect calls a fill makes,
+    on that instance only, and both Connect schedules pass it as [fill] instance_arn; empty, the
+    policy does not exist and the empty variable leaves [fill] unset."""
+    stack = template(STACK)
+    assert stack["Parameters"]["ConnectInstanceArn"]["Default"] == ""
+    [(_, policy)] = [(n, r) for n, r in stack["Resources"].items() if r["Type"] == "AWS::IAM::Policy"
+                     and r["Properties"]["PolicyName"] == "read-connect-metrics"]
+    assert policy["Condition"] == "HasConnectFill"
+    assert policy["Properties"]["Roles"] == [{"Ref": "TaskRole"}]
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(statement["Action"]) == ["connect:GetMetricDataV2", "connect:ListQueues", "connect:ListUsers"]
+    assert statement["Resource"] == [{"Ref": "ConnectInstanceArn"}, {"Fn::Sub": "${ConnectInstanceArn}/*"}]
+    connect_inputs = [r["Properties"]["Target"]["Input"]["Fn::Sub"] for r in stack["Resources"].values()
+                      if r["Type"] == "AWS::Scheduler::Schedule" and "aws/connect-" in str(r["Properties"]["Target"]["Input"])]
+    assert len(connect_inputs) == 2
+    for text in connect_inputs:
+        assert '{"name":"CXLAKE_FILL_INSTANCE_ARN","value":"${ConnectInstanceArn}"}' in text
+
+
+def test_an_empty_fill_variable_leaves_the_connect_job_without_fill(cx):
+    for name in ("aws/connect-queue.toml", "aws/connect-agent.toml"):
+        job = str(REPO / "jobs" / name)
+        off = cx("validate", job, "--print", env={"CXLAKE_FILL_INSTANCE_ARN": ""})
+        assert off.code == 0, off
+        assert "fill = (none" in off.stdout
+        arn = "arn:aws:connect:eu-west-2:123456789012:instance/0b1d2c3e-aaaa-bbbb-cccc-123456789012"
+        on = cx("validate", job, "--print", env={"CXLAKE_FILL_INSTANCE_ARN": arn})
+        assert on.code == 0, on
+        assert f'fill.instance_arn = "{arn}"' in on.stdout
+        assert "fills missing intervals from GetMetricDataV2" in on.stdout
