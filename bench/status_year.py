@@ -78,7 +78,8 @@ def time_status(cxlake: str, env: dict[str, str], repeat: int) -> list[float]:
         result = subprocess.run([cxlake, "status", *(f"jobs/demo/{j}.toml" for j in JOBS)], cwd=REPO, env=env,
                                 capture_output=True, text=True)
         seconds.append(time.perf_counter() - began)
-        if result.returncode != 0:
+        # 3: the demo's Connect jobs are partial (its reports stop at 2024-03-11 20:00).
+        if result.returncode not in (0, 3):
             sys.exit(f"status: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
     return seconds
 
