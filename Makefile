@@ -44,8 +44,12 @@ test-clients: build $(PY) $(SF_CLI)
 
 ## demo: both Connect jobs on the bundled reports, their hourly/daily roll-ups, then (against the
 ## built-in Salesforce emulator) a Salesforce export into the lake and the push-back of interval
-## metrics into the CTI adapter's objects; then query the lake with DuckDB. The venv (about a minute of
-## pip on a fresh clone) is installed while cargo compiles.
+## metrics into the CTI adapter's objects; then query the lake with DuckDB and show `cxlake status`.
+## The venv (about a minute of pip on a fresh clone) is installed while cargo compiles. Logs are for
+## people here, also when piped (`make demo | tee demo.log`): human log lines and no EMF metric lines
+## (a container keeps the defaults: JSON logs and EMF off a terminal).
+demo: export CXLAKE_LOG_FORMAT = human
+demo: export CXLAKE_EMF = 0
 demo:
 	$(MAKE) --no-print-directory -j2 build venv
 	rm -rf lake
@@ -55,6 +59,7 @@ demo:
 	$(PY) scripts/with_emulator.py $(BIN) -- $(BIN) run jobs/demo/salesforce-export.toml \
 		-- $(BIN) run jobs/demo/pushback-queue.toml jobs/demo/pushback-agent.toml
 	$(PY) scripts/demo_query.py lake
+	$(BIN) status jobs/demo/*.toml
 
 ## test: format, lint, unit tests (every workspace crate), job-file validation, integration tests
 ## (DuckDB, pyarrow, moto, and third-party Salesforce clients against the emulator: simple-salesforce, jsforce)

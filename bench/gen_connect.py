@@ -2,6 +2,7 @@
 
 Subcommands:
   sample OUTDIR   a few days of queue and agent files, one per interval (the bundled demo data)
+  extend OUTDIR   more intervals after a time (the demo's last evening in New York: 2024-03-12T00:00Z+)
   big OUTFILE     one large queue report (about 230 bytes per row)
   year OUTDIR     one file per half hour for a whole year (or its first --days)
 
@@ -120,6 +121,24 @@ def sample(out: pathlib.Path, start: dt.date, days: int, queues: int, agents: in
             write_report(target / name, report_header(report, metrics), rows, rng, quirks=True)
 
 
+def extend(out: pathlib.Path, after: dt.datetime, intervals: int, queues: int, agents: int, seed: int) -> None:
+    """`intervals` more files per report after `after` (UTC), like `sample`'s: the bundled demo
+    data ends at midnight UTC, and these complete its last day in the demo's time zone."""
+    rng = random.Random(seed)
+    for report, folder, schedule, names in (
+        ("queue", "Queue", "sfIntervalQueue", QUEUE_NAMES[:queues]),
+        ("agent", "Agent", "sfIntervalAgent", AGENTS[:agents]),
+    ):
+        metrics = metric_headers(report)
+        if report == "agent":
+            metrics = metrics + [{"header": "Lunch time", "unit": "seconds"}]
+        for i in range(intervals):
+            begin = after + dt.timedelta(minutes=30 * i)
+            name = f"{schedule}-{(begin + dt.timedelta(minutes=30)).strftime('%Y-%m-%dT%H:%M:%SZ')}.csv"
+            rows = interval_rows(report, begin, names, metrics, rng)
+            write_report(out / folder / name, report_header(report, metrics), rows, rng, quirks=True)
+
+
 def big(out: pathlib.Path, rows: int, queues: int, seed: int) -> None:
     """One large queue report ordered by interval, then queue."""
     rng = random.Random(seed)
@@ -168,6 +187,14 @@ def main() -> None:
     p.add_argument("--queues", type=int, default=4)
     p.add_argument("--agents", type=int, default=5)
     p.add_argument("--seed", type=int, default=7)
+    p = sub.add_parser("extend")
+    p.add_argument("out", type=pathlib.Path)
+    p.add_argument("--after", type=lambda t: dt.datetime.fromisoformat(t).replace(tzinfo=dt.timezone.utc),
+                   default=dt.datetime(2024, 3, 12, tzinfo=dt.timezone.utc))
+    p.add_argument("--intervals", type=int, default=8)
+    p.add_argument("--queues", type=int, default=4)
+    p.add_argument("--agents", type=int, default=5)
+    p.add_argument("--seed", type=int, default=71)
     p = sub.add_parser("big")
     p.add_argument("out", type=pathlib.Path)
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -182,6 +209,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "sample":
         sample(args.out, args.start, args.days, args.queues, args.agents, args.seed)
+    elif args.command == "extend":
+        extend(args.out, args.after, args.intervals, args.queues, args.agents, args.seed)
     elif args.command == "big":
         big(args.out, args.rows, args.queues, args.seed)
     else:

@@ -38,7 +38,8 @@ def main() -> int:
                 return code
         with urllib.request.urlopen(f"{url}/__emulator/stats") as response:
             stats = json.load(response)
-        print("Salesforce API calls served by the emulator:", json.dumps(stats, sort_keys=True))
+        calls = ", ".join(f"{name} {count}" for name, count in sorted(stats.items()) if name != "total")
+        print(f"Salesforce API calls served by the emulator: {stats.get('total', 0)} ({calls})")
         for sobject in ("amazonconnect__AC_HistoricalQueueMetrics__c", "amazonconnect__AC_AgentPerformance__c"):
             with urllib.request.urlopen(f"{url}/__emulator/objects/{sobject}/records") as response:
                 records = json.load(response)

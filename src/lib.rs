@@ -19,4 +19,5 @@ pub mod rollup;
 pub mod runner;
 pub mod salesforce;
 pub mod state;
+pub mod status;
 pub mod window;

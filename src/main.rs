@@ -4,11 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand};
 
 use cxlake::job::{self, Job};
+use cxlake::observe::LogFormat;
 use cxlake::runner::{self, Exit, JobError, RunOptions, Stop};
+use cxlake::status::{self, StatusOptions, Target, Verdict};
 
 /// jemalloc: glibc's malloc fragments badly under this workload (many small Arrow buffers
 /// allocated on rayon threads, freed on others), which showed as superlinear run time and
@@ -31,12 +33,24 @@ AWS credentials and region come from the standard chain (env, profile/SSO via AW
 AWS_ENDPOINT_URL points S3 and Glue at another endpoint.\n\n\
 Examples:\n  cxlake validate jobs/demo/*.toml\n  cxlake run jobs/demo/connect-queue.toml\n  \
 cxlake init jobs/prod --reports s3://reports/connect/alias/Reports/SFDC/ --instance alias --lake s3://lake/cx\n  \
-cxlake run jobs/aws/connect-queue.toml --from 2024-01-01 --to 2024-06-30 --dry-run"
+cxlake run jobs/aws/connect-queue.toml --from 2024-01-01 --to 2024-06-30 --dry-run\n  \
+cxlake status jobs/aws/*.toml"
 )]
 struct Cli {
-    /// Log filter (error, warn, info, debug, or a tracing filter).
+    /// Log filter (error, warn, info, debug, or a tracing filter). Repeated warnings are shown
+    /// once with a count at the end of the run; debug shows every one.
     #[arg(long, global = true, env = "CXLAKE_LOG", default_value = "info")]
     log_level: String,
+    /// Log lines as text for people (`human`) or one JSON object per event (`json`, for
+    /// CloudWatch); `auto`: human on a terminal, JSON otherwise.
+    #[arg(
+        long,
+        global = true,
+        env = "CXLAKE_LOG_FORMAT",
+        default_value = "auto",
+        value_enum
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -106,6 +120,42 @@ enum Command {
     #[cfg(feature = "failpoints")]
     #[command(hide = true)]
     FaultPoints,
+    /// How each job is doing, from the lake alone: its last run and exit, the age of its last
+    /// success against its schedule, rows, rejects, lost rows, missing intervals, watermark lag
+    /// (Salesforce export), API budget used, and a verdict: ok, partial, late or failing.
+    #[command(after_help = STATUS_HELP)]
+    Status(StatusArgs),
+}
+
+const STATUS_HELP: &str = "Verdicts: ok (the last run did everything, and the last success is within the \
+schedule); partial (the last run landed its data but rejected inputs or records, found Connect intervals \
+missing, or stopped at the Salesforce API budget); late (no successful run within late_after_hours: \
+the schedule stopped firing, runs are skipped or killed, or the job never ran); failing (the last run \
+failed: exit 1 or 2, or rows lost). A successful run is one that exited 0, 3 or 5.\n\n\
+Exit codes (the worst verdict of the jobs): 0 every job ok, 3 partial, 6 late, 7 failing; \
+1 the lake could not be read, 2 bad usage or job file.\n\n\
+Examples:\n  cxlake status jobs/aws/*.toml\n  cxlake status --lake s3://lake-bucket/cxlake --json\n  \
+cxlake status jobs/demo/*.toml --now 2030-01-01T00:00:00Z";
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// Job files (their lakes and late_after_hours). Without any: every job with run records
+    /// in --lake.
+    jobs: Vec<PathBuf>,
+    /// The lake whose jobs to report when no job file is given (s3://bucket/prefix or
+    /// file://folder).
+    #[arg(long, env = "CXLAKE_LAKE_URL")]
+    lake: Option<String>,
+    /// One JSON document (the jobs, their figures and verdicts) instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Late after this many hours without a successful run, for every job (default: the job
+    /// file's [job] late_after_hours, else 2 for connect-intervals and 26 for the daily kinds).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=744))]
+    late_after_hours: Option<u32>,
+    /// Measure ages at this instant (RFC 3339, e.g. 2024-03-11T06:00:00Z) instead of now.
+    #[arg(long, value_parser = parse_instant)]
+    now: Option<DateTime<Utc>>,
 }
 
 #[derive(clap::Args)]
@@ -126,6 +176,25 @@ enum CatalogCommand {
         /// Job file.
         job: PathBuf,
     },
+}
+
+fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            format!("expected an RFC 3339 instant such as 2024-03-11T06:00:00Z, got {text:?}")
+        })
+}
+
+/// `cxlake status`'s exit code: the worst verdict of its jobs (`--help` and the README document
+/// the table; 1 and 2 keep their meaning of every command).
+fn status_code(worst: Verdict) -> u8 {
+    match worst {
+        Verdict::Ok => 0,
+        Verdict::Partial => 3,
+        Verdict::Late => 6,
+        Verdict::Failing => 7,
+    }
 }
 
 fn parse_day(text: &str) -> Result<NaiveDate, String> {
@@ -167,9 +236,12 @@ fn usage(error: anyhow::Error) -> Failure {
 /// Parses the command line, runs it and maps its outcome to the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    cxlake::observe::init(&cli.log_level);
-    match try_main(cli) {
-        Ok(exit) => ExitCode::from(exit.code()),
+    cxlake::observe::init(&cli.log_level, cli.log_format);
+    let outcome = try_main(cli);
+    // Repeats held back after the last run's summary (none, usually) are counted now.
+    cxlake::observe::repeats::take();
+    match outcome {
+        Ok(code) => ExitCode::from(code),
         Err(failure) => {
             eprintln!(
                 "error: {}",
@@ -180,7 +252,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn try_main(cli: Cli) -> Result<Exit, Failure> {
+/// Runs the command; returns the process exit code.
+fn try_main(cli: Cli) -> Result<u8, Failure> {
     cxlake::net::RetryPolicy::from_env(&cxlake::job::process_env())
         .map_err(|e| usage(anyhow::anyhow!(e)))?
         .install();
@@ -188,7 +261,38 @@ fn try_main(cli: Cli) -> Result<Exit, Failure> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    match cli.command {
+    command(&runtime, cli.command)
+}
+
+/// `cxlake status`: prints the table (or JSON) and returns the worst verdict's code.
+fn status(runtime: &tokio::runtime::Runtime, args: StatusArgs) -> Result<u8, Failure> {
+    let targets: Vec<Target> = if !args.jobs.is_empty() {
+        load_all(&args.jobs)?.iter().map(Target::of_job).collect()
+    } else if let Some(lake) = &args.lake {
+        runtime.block_on(status::targets_in_lake(lake, None))?
+    } else {
+        return Err(usage(anyhow::anyhow!(
+            "status: give job files, or the lake to report on with --lake (or CXLAKE_LAKE_URL)"
+        )));
+    };
+    let options = StatusOptions {
+        now: args.now.unwrap_or_else(Utc::now),
+        late_after_hours: args.late_after_hours,
+    };
+    let report = runtime.block_on(status::collect(&targets, options))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("encoding the status")?
+        );
+    } else {
+        print!("{}", status::table(&report));
+    }
+    Ok(status_code(report.verdict))
+}
+
+fn command(runtime: &tokio::runtime::Runtime, command: Command) -> Result<u8, Failure> {
+    let exit: Result<Exit, Failure> = match command {
         Command::Validate { jobs, print } => {
             let loaded = load_all(&jobs)?;
             let fills = loaded.iter().any(|job| {
@@ -278,6 +382,7 @@ fn try_main(cli: Cli) -> Result<Exit, Failure> {
             runtime.block_on(sf_emulator::run(args))?;
             Ok(Exit::Ok)
         }
+        Command::Status(args) => return status(runtime, args),
         Command::Catalog {
             command: CatalogCommand::Sync { job },
         } => {
@@ -295,7 +400,8 @@ fn try_main(cli: Cli) -> Result<Exit, Failure> {
             print!("{}", cxlake::faults::listing());
             Ok(Exit::Ok)
         }
-    }
+    };
+    exit.map(Exit::code)
 }
 
 /// Loads every job file, or fails with every file's problems (bad usage).

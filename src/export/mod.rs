@@ -199,6 +199,8 @@ pub struct ExportReport {
     pub stopped: Vec<(String, String)>,
     /// Salesforce calls: (token, api, retries, relogins).
     pub calls: (u64, u64, u64, u64),
+    /// The org's daily API usage as last seen: (used, max); `None` while never seen.
+    pub api_usage: Option<(u64, u64)>,
     /// Lake requests: (get, put, list pages).
     pub lake_requests: (u64, u64, u64),
     /// Wall time.
@@ -600,6 +602,11 @@ impl<'a> ExportJob<'a> {
         }
         progress.finish();
         report.calls = self.client.counts().snapshot();
+        report.api_usage = self
+            .client
+            .budget()
+            .map(|budget| budget.usage())
+            .filter(|(_, max)| *max > 0);
         report.lake_requests = self.lake.requests().snapshot();
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)

@@ -8,11 +8,11 @@ mod model;
 mod settings;
 
 pub use model::{
-    ApiChoice, Budget, CatalogSettings, ConnectSource, ExportMode, ExportSettings, FillSettings,
-    FormulaPolicy, Grain, Job, JobKind, KeyStyle, LakeSettings, ObjectSpec, PushbackSpec,
-    ReportKind, RollupSpec, SalesforceExport, SalesforcePushback, SalesforceSettings,
-    DEFAULT_API_VERSION, DEFAULT_BULK_THRESHOLD, DEFAULT_LOOKBACK_DAYS, DEFAULT_PAGE_SIZE,
-    DEFAULT_PROJECTION_START, MAX_BULK_JOBS,
+    default_late_after_hours, ApiChoice, Budget, CatalogSettings, ConnectSource, ExportMode,
+    ExportSettings, FillSettings, FormulaPolicy, Grain, Job, JobKind, KeyStyle, LakeSettings,
+    ObjectSpec, PushbackSpec, ReportKind, RollupSpec, SalesforceExport, SalesforcePushback,
+    SalesforceSettings, DEFAULT_API_VERSION, DEFAULT_BULK_THRESHOLD, DEFAULT_LOOKBACK_DAYS,
+    DEFAULT_PAGE_SIZE, DEFAULT_PROJECTION_START, MAX_BULK_JOBS, MAX_LATE_AFTER_HOURS,
 };
 
 use std::collections::BTreeMap;

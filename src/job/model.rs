@@ -52,7 +52,13 @@ pub struct Job {
     pub lake: LakeSettings,
     /// Glue catalog; `None` means no catalog calls.
     pub catalog: Option<CatalogSettings>,
+    /// Hours without a successful run after which `cxlake status` calls the job late
+    /// (`[job] late_after_hours`; `None`: the kind's default, [`JobKind::default_late_after_hours`]).
+    pub late_after_hours: Option<u32>,
 }
+
+/// Longest `[job] late_after_hours`: a month.
+pub const MAX_LATE_AFTER_HOURS: i64 = 744;
 
 /// The job kinds and their source settings.
 #[derive(Debug, Clone)]
@@ -244,6 +250,31 @@ impl JobKind {
             JobKind::IntervalRollup(_) => "interval-rollup",
             JobKind::SalesforcePushback(_) => "salesforce-pushback",
         }
+    }
+
+    /// [`default_late_after_hours`] of this kind.
+    pub fn default_late_after_hours(&self) -> u32 {
+        default_late_after_hours(self.name())
+    }
+}
+
+/// Hours without a successful run before `cxlake status` calls a job of kind `kind` late, unless
+/// its file says otherwise: a Connect job runs every 30 minutes (late after 2 hours), the other
+/// kinds daily (late after 26 hours). The stack's freshness alarms default to the same windows
+/// (`IntervalJobFreshnessHours`, `DailyJobFreshnessHours` in `deploy/cxlake.yaml`).
+pub fn default_late_after_hours(kind: &str) -> u32 {
+    if kind == "connect-intervals" {
+        2
+    } else {
+        26
+    }
+}
+
+impl Job {
+    /// Hours without a successful run before the job is late: the file's, else the kind's.
+    pub fn late_after_hours(&self) -> u32 {
+        self.late_after_hours
+            .unwrap_or_else(|| self.kind.default_late_after_hours())
     }
 }
 
@@ -583,6 +614,7 @@ struct RawJobSection {
     name: Option<String>,
     kind: Option<String>,
     timezone: Option<String>,
+    late_after_hours: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -775,12 +807,23 @@ impl RawJob {
                 problems.push("catalog: a Glue catalog needs an s3:// lake.url".into());
             }
         }
+        let late_after_hours = match self.job.late_after_hours {
+            None => Some(None),
+            Some(hours) if (1..=MAX_LATE_AFTER_HOURS).contains(&hours) => Some(Some(hours as u32)),
+            Some(hours) => {
+                problems.push(format!(
+                    "job.late_after_hours: expected 1 to {MAX_LATE_AFTER_HOURS} hours, got {hours}"
+                ));
+                None
+            }
+        };
         Some(Job {
             name: name?,
             timezone: timezone?,
             kind: kind?,
             lake: lake?,
             catalog,
+            late_after_hours: late_after_hours?,
         })
     }
 }

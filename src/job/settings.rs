@@ -12,6 +12,7 @@ impl Job {
             format!("  job.name = {:?}", job.name),
             format!("  job.kind = {:?}", job.kind.name()),
             format!("  job.timezone = {:?}", job.timezone.name()),
+            format!("  job.late_after_hours = {}", job.late_after_hours()),
         ];
         match &job.kind {
             JobKind::ConnectIntervals(source) => {

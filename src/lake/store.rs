@@ -346,6 +346,25 @@ impl Location {
         Ok(listed)
     }
 
+    /// The names of the folders directly under `relative_prefix` (one delimited listing, not
+    /// the objects below them), sorted.
+    pub async fn list_folders(&self, relative_prefix: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = self.path(relative_prefix);
+        let listing = match self.store.list_with_delimiter(Some(&prefix)).await {
+            Ok(listing) => listing,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(relative_prefix)(e)),
+        };
+        self.counts.list_pages.fetch_add(1, Ordering::Relaxed);
+        let mut folders: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        folders.sort();
+        Ok(folders)
+    }
+
     /// The whole object, or `None` if it does not exist.
     pub async fn get(&self, relative: &str) -> Result<Option<Bytes>, StoreError> {
         let path = self.path(relative);

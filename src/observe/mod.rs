@@ -2,33 +2,62 @@
 //! otherwise (ECS/CloudWatch); run records (manifest, EMF line, the `cxlake_runs` and
 //! `cxlake_reconciliation` tables) and the reconciliation rules.
 
+pub mod last_run;
 pub mod progress;
 pub mod reconcile;
+pub mod repeats;
 pub mod run;
 pub mod run_tables;
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// How log lines are written (`--log-format`, `CXLAKE_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human on a terminal, JSON otherwise (a container's log driver).
+    Auto,
+    /// Text for people, also when piped (`make demo | tee`).
+    Human,
+    /// One JSON object per event (CloudWatch Logs).
+    Json,
+}
 
 /// Installs the global subscriber. `level` is a tracing filter such as `info` or `cxlake=debug`.
-pub fn init(level: &str) {
+/// Repeated warnings are held back and counted ([`repeats`]) unless the filter shows debug.
+pub fn init(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::io::stderr().is_terminal() {
-        builder
+    let show_all = filter.max_level_hint() >= Some(LevelFilter::DEBUG);
+    let terminal = std::io::stderr().is_terminal();
+    let human = match format {
+        LogFormat::Auto => terminal,
+        LogFormat::Human => true,
+        LogFormat::Json => false,
+    };
+    let output = if human {
+        tracing_subscriber::fmt::layer()
             .with_writer(|| progress::SuspendingStderr)
             .with_target(false)
+            .with_ansi(terminal)
             .compact()
-            .init();
+            .boxed()
     } else {
-        builder
+        tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .init();
-    }
+            .boxed()
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(repeats::Repeats::new(show_all))
+        .with(output)
+        .init();
 }
 
 /// An error and its causes, each cause once and on one line. Many errors (object_store's, the AWS

@@ -9,7 +9,9 @@ use std::io::IsTerminal;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::last_run::{self, ApiUsage};
 use super::reconcile::{Reconciliation, Status};
+use super::repeats::WarningCount;
 use super::run_tables;
 use crate::job::CatalogSettings;
 use crate::lake::Location;
@@ -75,6 +77,10 @@ pub struct RunMetrics {
     /// Per unit written (Connect partition, Salesforce object): read, written, rejected, and
     /// whether it adds up.
     pub reconciliation: Vec<Reconciliation>,
+    /// The org's daily API usage as the run last saw it (Salesforce export).
+    pub api_usage: Option<ApiUsage>,
+    /// Each kind of warning the run logged and how often (repeats are logged once).
+    pub warnings: Vec<WarningCount>,
 }
 
 /// One finished run of one job.
@@ -131,10 +137,12 @@ impl RunRecord<'_> {
             "bytes_written": m.bytes,
             "rejects": m.rejects,
             "salesforce_api_calls": m.api_calls,
+            "salesforce_api_usage": m.api_usage,
             "missing_intervals": m.missing_intervals,
             "outputs": m.outputs,
             "rows_out": run_tables::rows_out(self),
             "reconciliation": m.reconciliation,
+            "warnings": m.warnings,
         })
     }
 
@@ -238,9 +246,9 @@ impl RunRecord<'_> {
     }
 
     /// Settles the exit code (rows lost fail the run), prints the reconciliation summary,
-    /// writes the manifest and the run's rows of the run tables to `lake` (and, with a
-    /// `catalog`, keeps their Glue tables), and, when stdout is not a terminal (or
-    /// `CXLAKE_EMF=1`), prints the EMF line. Writing cannot fail the run: a problem is logged.
+    /// writes the manifest, the job's last-run pointers ([`last_run`]) and the run's rows of the
+    /// run tables to `lake` (and, with a `catalog`, keeps their Glue tables), and prints the EMF
+    /// line when [`emf_enabled`]. Writing cannot fail the run: a problem is logged.
     /// Returns the run's exit code.
     pub async fn report(
         mut self,
@@ -250,10 +258,16 @@ impl RunRecord<'_> {
     ) -> u8 {
         self.settle();
         self.print_reconciliation();
+        self.metrics.warnings = super::repeats::take();
         let key = format!("_etl/runs/{}.json", self.run_id());
-        let body = serde_json::to_vec_pretty(&self.manifest()).expect("a manifest serializes");
+        let manifest = self.manifest();
+        let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
         if let Err(e) = lake.put(&key, body.into()).await {
             tracing::warn!(job = %self.job, error = %e, "could not write the run manifest");
+        }
+        let brief = last_run::brief(&manifest, &self.metrics.reconciliation, Utc::now());
+        if let Err(e) = last_run::write(lake, self.job, self.exit_code, &brief).await {
+            tracing::warn!(job = %self.job, error = %e, "could not write the job's last-run record (cxlake status reads it)");
         }
         if let Err(e) = run_tables::write(lake, &self).await {
             tracing::warn!(job = %self.job, error = %crate::observe::cause_chain(&e), "could not write the run tables");
@@ -263,10 +277,20 @@ impl RunRecord<'_> {
                 tracing::warn!(job = %self.job, error = %crate::observe::cause_chain(&e), "could not update the run tables in Glue");
             }
         }
-        if !std::io::stdout().is_terminal() || std::env::var("CXLAKE_EMF").is_ok_and(|v| v == "1") {
+        if emf_enabled() {
             println!("{}", self.emf(Utc::now()));
         }
         self.exit_code
+    }
+}
+
+/// Whether runs print their EMF line: `CXLAKE_EMF=1` always, `CXLAKE_EMF=0` never, otherwise
+/// when stdout is not a terminal (a container's log driver reads it; a person does not).
+pub fn emf_enabled() -> bool {
+    match std::env::var("CXLAKE_EMF").as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => !std::io::stdout().is_terminal(),
     }
 }
 
@@ -316,6 +340,8 @@ mod tests {
                 missing_intervals: Some(2),
                 outputs: vec!["connect_queue_interval/dt=2023-11-14/x.parquet".into()],
                 reconciliation: Vec::new(),
+                api_usage: None,
+                warnings: Vec::new(),
             },
         )
     }

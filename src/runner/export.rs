@@ -161,6 +161,10 @@ impl Summary for ExportSummary {
                 .flat_map(|o| o.history_keys.iter().cloned())
                 .collect(),
             reconciliation: report.reconciliation(),
+            api_usage: report
+                .api_usage
+                .map(|(used, max)| crate::observe::last_run::ApiUsage { used, max }),
+            warnings: Vec::new(),
             missing_intervals: None,
         }
     }

@@ -256,10 +256,12 @@ pub async fn run(job: &Job, options: &RunOptions) -> Result<Exit, JobError> {
         return Ok(Exit::Stopped);
     }
     if options.dry_run {
-        return match until_stopped(dispatch(job, window, options), &options.stop).await {
+        let outcome = match until_stopped(dispatch(job, window, options), &options.stop).await {
             Ok(outcome) => outcome.map(|(exit, _)| exit),
             Err(_) => Ok(Exit::Stopped),
         };
+        crate::observe::repeats::take();
+        return outcome;
     }
     let lake = Location::open(&job.lake.url, job.lake.region.as_deref(), Access::Create)
         .await
@@ -273,6 +275,7 @@ pub async fn run(job: &Job, options: &RunOptions) -> Result<Exit, JobError> {
         Ok(lock) => lock,
         Err(held @ LockError::Held { .. }) => {
             eprintln!("skipped: {held}");
+            crate::observe::repeats::take();
             return Ok(Exit::Locked);
         }
         Err(e) => return Err(failed(job, "lock")(e)),
@@ -312,6 +315,7 @@ pub async fn run(job: &Job, options: &RunOptions) -> Result<Exit, JobError> {
             Some(crate::observe::cause_chain(e)),
         ),
     };
+
     let recorded = RunRecord {
         job: &job.name,
         kind: job.kind.name(),

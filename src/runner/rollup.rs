@@ -1,12 +1,16 @@
 //! interval-rollup through the runner: interval partitions → hourly and daily roll-up tables.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use chrono::NaiveDate;
+
 use super::{failed, DayPlan, Exit, JobError, JobRun, RunOptions, Summary};
-use crate::job::{Job, RollupSpec};
+use crate::job::{Grain, Job, RollupSpec};
 use crate::lake::partitions::DayFile;
 use crate::observe::progress::Progress;
 use crate::observe::run::RunMetrics;
+use crate::rollup::aggregate::FallbackUse;
 use crate::rollup::job::{table_name, RollupJob, RollupReport};
 use crate::window::Window;
 
@@ -133,16 +137,100 @@ impl fmt::Display for RollupSummary {
             report.unchanged,
             report.seconds
         )?;
-        for (day, grain, used) in &report.fallbacks {
-            writeln!(
-                f,
-                "  {day} {}: {} weighted by the fallback {} in {} rows (its first denominator is missing)",
-                grain.name(),
-                used.column,
-                used.denominator,
-                used.rows
-            )?;
+        for line in fallback_lines(&report.fallbacks) {
+            writeln!(f, "  {line}")?;
         }
         Ok(())
+    }
+}
+
+/// One line per metric that used a fallback denominator anywhere in the run: which
+/// denominators, in how many roll-up rows over how many days, and one day as an example. The
+/// per-day figures are warnings of the run (its manifest, and `--log-level debug`).
+fn fallback_lines(fallbacks: &[(NaiveDate, Grain, FallbackUse)]) -> Vec<String> {
+    /// One metric's fallbacks over the run.
+    struct ColumnUse<'a> {
+        column: &'a str,
+        /// Rows per denominator used.
+        denominators: BTreeMap<&'a str, usize>,
+        days: BTreeSet<NaiveDate>,
+        /// The first (day, grain, rows), shown as the example.
+        example: (NaiveDate, Grain, usize),
+    }
+    // In order of first use.
+    let mut columns: Vec<ColumnUse> = Vec::new();
+    for (day, grain, used) in fallbacks {
+        let at = match columns.iter().position(|c| c.column == used.column) {
+            Some(at) => at,
+            None => {
+                columns.push(ColumnUse {
+                    column: &used.column,
+                    denominators: BTreeMap::new(),
+                    days: BTreeSet::new(),
+                    example: (*day, *grain, used.rows),
+                });
+                columns.len() - 1
+            }
+        };
+        let entry = &mut columns[at];
+        *entry.denominators.entry(&used.denominator).or_default() += used.rows;
+        entry.days.insert(*day);
+    }
+    columns
+        .into_iter()
+        .map(|c| {
+            let used: Vec<String> = c
+                .denominators
+                .iter()
+                .map(|(denominator, rows)| format!("{denominator} in {}", rows_text(*rows)))
+                .collect();
+            let (day, grain, rows) = c.example;
+            format!(
+                "{} weighted by the fallback {} on {} day{} (its first denominator is missing; e.g. {day} {}: {})",
+                c.column,
+                used.join(", "),
+                c.days.len(),
+                if c.days.len() == 1 { "" } else { "s" },
+                grain.name(),
+                rows_text(rows),
+            )
+        })
+        .collect()
+}
+
+fn rows_text(rows: usize) -> String {
+    format!("{rows} row{}", if rows == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn used(column: &str, denominator: &str, rows: usize) -> FallbackUse {
+        FallbackUse {
+            column: column.into(),
+            denominator: denominator.into(),
+            rows,
+        }
+    }
+
+    #[test]
+    fn fallbacks_sum_up_to_one_line_per_column() {
+        let d1 = NaiveDate::from_ymd_opt(2024, 3, 10).expect("a day");
+        let d2 = NaiveDate::from_ymd_opt(2024, 3, 11).expect("a day");
+        let lines = fallback_lines(&[
+            (d1, Grain::Hourly, used("sl_pct", "contacts_incoming", 8)),
+            (d1, Grain::Daily, used("sl_pct", "contacts_incoming", 1)),
+            (d2, Grain::Hourly, used("aqat", "contacts_handled", 5)),
+            (d2, Grain::Hourly, used("sl_pct", "contacts_incoming", 7)),
+            (d2, Grain::Daily, used("sl_pct", "contacts_handled", 1)),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "sl_pct weighted by the fallback contacts_handled in 1 row, contacts_incoming in 16 rows on 2 days (its first denominator is missing; e.g. 2024-03-10 hourly: 8 rows)",
+                "aqat weighted by the fallback contacts_handled in 5 rows on 1 day (its first denominator is missing; e.g. 2024-03-11 hourly: 5 rows)",
+            ]
+        );
     }
 }

@@ -108,10 +108,11 @@ RUN_TABLES = ("cxlake_runs", "cxlake_reconciliation")
 
 def is_run_record(key: str) -> bool:
     """Whether a lake key (relative to the lake, or a whole S3 key) is one of the records every run
-    adds: its manifest under `_etl/runs/` or its file of the `cxlake_runs` and
-    `cxlake_reconciliation` tables (one new file each per run, named by the run)."""
+    adds or rewrites: its manifest under `_etl/runs/`, its file of the `cxlake_runs` and
+    `cxlake_reconciliation` tables (one new file each per run, named by the run), and the job's
+    last-run pointers under `_etl/status/` (which `cxlake status` reads)."""
     key = "/" + str(key).replace("\\", "/")
-    return "/_etl/runs/" in key or any(f"/{table}/" in key for table in RUN_TABLES)
+    return "/_etl/runs/" in key or "/_etl/status/" in key or any(f"/{table}/" in key for table in RUN_TABLES)
 
 
 # --------------------------------------------------------------------------------------------

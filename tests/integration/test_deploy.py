@@ -83,7 +83,7 @@ def test_task_role_reads_only_the_report_prefix_and_writes_only_the_lake_prefix(
 
 def test_every_schedule_is_exact_retried_and_has_a_dead_letter_queue():
     schedules = list(resources("AWS::Scheduler::Schedule"))
-    assert len(schedules) >= 5
+    assert len(schedules) >= 6
     commands = []
     for name, props in schedules:
         assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}, name
@@ -93,7 +93,8 @@ def test_every_schedule_is_exact_retried_and_has_a_dead_letter_queue():
         assert target["EcsParameters"]["LaunchType"] == "FARGATE"
         commands.append(str(target["Input"]))
     for job in ("aws/connect-queue.toml", "aws/connect-agent.toml", "aws/salesforce-export.toml",
-                "aws/rollup-queue.toml", "aws/pushback-queue.toml"):
+                "aws/rollup-queue.toml", "aws/rollup-agent.toml", "aws/pushback-queue.toml",
+                "aws/pushback-agent.toml"):
         assert any(job in c for c in commands), job
         assert (REPO / "jobs" / job).exists(), job
 
@@ -339,6 +340,15 @@ def test_every_scheduled_job_has_failed_rejects_and_freshness_alarms():
         assert int(window) > gap_hours, f"{job}: a {window} h window on a {gap_hours} h schedule"
     export = [job for job in scheduled_jobs() if job == "salesforce-export"]
     assert export and all("BudgetStopped" in by_job[job] for job in export)
+
+
+def test_every_production_job_file_has_a_schedule():
+    """Every job `cxlake init` writes (jobs/aws/) runs on some schedule, so none goes unwatched."""
+    import tomllib
+
+    names = {tomllib.loads(f.read_text(encoding="utf-8"))["job"]["name"] for f in (REPO / "jobs" / "aws").glob("*.toml")}
+    assert len(names) == 7, names
+    assert names == set(scheduled_jobs()), names ^ set(scheduled_jobs())
 
 
 def test_alarm_actions_point_at_the_topic():
