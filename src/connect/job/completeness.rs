@@ -103,12 +103,15 @@ impl ConnectJob<'_> {
         let today = coverage::day_of(Utc::now().timestamp_millis(), self.job.timezone);
         let recent = |d: &chrono::NaiveDate| today - layout::day_number(*d) <= self.recheck_days();
         let accounted = |d: &chrono::NaiveDate| coverage.days.contains_key(&layout::day_number(*d));
-        let still_missing = coverage.days.iter().filter_map(|(day, intervals)| {
-            intervals
-                .iter()
-                .any(|i| matches!(i.status, Status::Missing | Status::Pending))
-                .then(|| layout::date_of(*day))
-        });
+        let still_missing = coverage
+            .days
+            .iter()
+            .filter(|(_, intervals)| {
+                intervals
+                    .iter()
+                    .any(|i| matches!(i.status, Status::Missing | Status::Pending))
+            })
+            .map(|(day, _)| layout::date_of(*day));
         before
             .iter()
             .filter(|d| !accounted(d))
@@ -116,6 +119,24 @@ impl ConnectJob<'_> {
             .chain(still_missing)
             .filter(recent)
             .collect()
+    }
+
+    /// When intervals are overdue, and the first one expected.
+    fn clock(&self, plan: &Plan, now: DateTime<Utc>) -> Clock {
+        Clock {
+            now: now.timestamp_millis(),
+            grace_ms: i64::from(self.source_settings.grace_minutes) * 60_000,
+            first_start: self
+                .coverage_marks(plan)
+                .map(|m| m.first.timestamp_millis()),
+        }
+    }
+
+    /// One day's expected intervals and what became of them.
+    fn resolve_day(&self, day: i32, evidence: &Evidence, clock: Clock) -> Vec<IntervalCoverage> {
+        let minutes = self.source_settings.interval_minutes;
+        let intervals = coverage::expected_intervals(day, self.job.timezone, minutes);
+        coverage::resolve(&intervals, evidence, clock)
     }
 
     fn interval_ms(&self) -> i64 {
@@ -309,26 +330,9 @@ impl ConnectJob<'_> {
                 }
             }
         }
-        for &start in empty_reports {
-            if let Some((evidence, _)) = read.get_mut(&coverage::day_of(start, tz)) {
-                evidence.empty_reports.push(start);
-            }
-        }
-        let clock = Clock {
-            now: now.timestamp_millis(),
-            grace_ms: i64::from(self.source_settings.grace_minutes) * 60_000,
-            first_start: self
-                .coverage_marks(plan)
-                .map(|m| m.first.timestamp_millis()),
-        };
-        let minutes = self.source_settings.interval_minutes;
-        let resolve_day = |day: i32, evidence: &Evidence| {
-            coverage::resolve(
-                &coverage::expected_intervals(day, tz, minutes),
-                evidence,
-                clock,
-            )
-        };
+        reports_landed(&mut read, empty_reports.iter().copied(), tz);
+        let clock = self.clock(plan, now);
+        let resolve_day = |day: i32, evidence: &Evidence| self.resolve_day(day, evidence, clock);
         let mut out = CoverageReport::default();
         for (day, (evidence, _)) in &read {
             out.days.insert(*day, resolve_day(*day, evidence));
@@ -351,7 +355,7 @@ impl ConnectJob<'_> {
                     instance: &self.source_settings.instance,
                     instance_id: &settings.instance_id,
                     timezone: tz,
-                    interval_minutes: minutes,
+                    interval_minutes: self.source_settings.interval_minutes,
                 }
                 .run(&missing, now, &Progress::new("GetMetricDataV2 requests"))
                 .await;
@@ -454,29 +458,15 @@ impl ConnectJob<'_> {
             days.insert(coverage::day_of(self.named_interval(key), tz));
         }
         let mut read = self.evidence(&days, &[]).await?;
-        for key in &plan.files {
-            let start = self.named_interval(key);
-            if let Some((evidence, _)) = read.get_mut(&coverage::day_of(start, tz)) {
-                evidence.empty_reports.push(start);
-            }
-        }
-        let clock = Clock {
-            now: now.timestamp_millis(),
-            grace_ms: i64::from(self.source_settings.grace_minutes) * 60_000,
-            first_start: self
-                .coverage_marks(plan)
-                .map(|m| m.first.timestamp_millis()),
-        };
-        let minutes = self.source_settings.interval_minutes;
+        reports_landed(
+            &mut read,
+            plan.files.iter().map(|k| self.named_interval(k)),
+            tz,
+        );
+        let clock = self.clock(plan, now);
         let missing: Vec<i64> = read
             .iter()
-            .flat_map(|(day, (evidence, _))| {
-                coverage::resolve(
-                    &coverage::expected_intervals(*day, tz, minutes),
-                    evidence,
-                    clock,
-                )
-            })
+            .flat_map(|(day, (evidence, _))| self.resolve_day(*day, evidence, clock))
             .filter(|i| i.status == Status::Missing)
             .map(|i| i.start)
             .collect();
@@ -495,6 +485,19 @@ impl ConnectJob<'_> {
             out_of_reach: missing.len() - reachable,
             spans: spans.len(),
         })
+    }
+}
+
+/// Marks the intervals at `starts` as covered by a report that landed (with or without rows).
+fn reports_landed(
+    read: &mut BTreeMap<i32, (Evidence, Option<Bytes>)>,
+    starts: impl Iterator<Item = i64>,
+    tz: chrono_tz::Tz,
+) {
+    for start in starts {
+        if let Some((evidence, _)) = read.get_mut(&coverage::day_of(start, tz)) {
+            evidence.empty_reports.push(start);
+        }
     }
 }
 
