@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import json
 import pathlib
+import re
 import shutil
 import tomllib
 import zoneinfo
@@ -344,3 +345,39 @@ def test_validate_reports_the_fill_and_rejects_a_bad_instance_arn(cx, tmp_path):
     refused = cx("validate", str(bad))
     assert refused.code == 2, refused
     assert "fill.instance_arn" in refused.stderr and "fill.requests_per_second" in refused.stderr, refused.stderr
+
+
+def test_api_rows_are_pushed_back_and_updated_when_their_report_arrives(emulator, cx, tmp_path, connect_api):
+    """Push-back sends filled rows like report rows (the CTI adapter's objects would otherwise keep
+    the hole); when the report arrives, its rows replace the API's and the records are updated."""
+    from test_pushback import OBJECT, check_org_matches_lake, pushback_job
+
+    day = dt.datetime.now(NY).date() - dt.timedelta(days=3)
+    fake = connect_api(*local_day_bounds(day), seed=13)
+    paths = fake.center.write_reports(tmp_path / "Queue", "queue")
+    busy = [p for p in paths if read_csv_rows(p)]
+    held = tmp_path / "held"
+    held.mkdir()
+    for path in busy[len(busy) // 2:len(busy) // 2 + 2]:
+        path.rename(held / path.name)
+    job = job_file(tmp_path, "queue", tmp_path / "Queue", tmp_path / "lake", fill_section(fake))
+    filled = cx("run", str(job), env=fake_env(fake))
+    assert filled.code == 0 and "filled 2 intervals" in filled.stdout, filled
+    api_rows = [r for r in pq.read_table(tmp_path / "lake" / TABLES["queue"]).to_pylist() if r["origin"] == "api"]
+    assert api_rows
+
+    push = pushback_job(tmp_path, emulator.url)
+    first = cx("run", push)
+    assert first.code == 0, first
+    check_org_matches_lake(emulator, tmp_path / "lake")  # the API's rows are in the org too
+    records = len(emulator.records(OBJECT))
+
+    for path in held.iterdir():
+        path.rename(tmp_path / "Queue" / path.name)
+    assert cx("run", str(job), env=fake_env(fake)).code == 0
+    assert {r["origin"] for r in pq.read_table(tmp_path / "lake" / TABLES["queue"]).to_pylist()} == {"report"}
+    second = cx("run", push)
+    assert second.code == 0, second
+    assert re.search(r"\(0 created, [1-9]\d* updated, 0 rejected\)", second.stdout), second.stdout
+    check_org_matches_lake(emulator, tmp_path / "lake")
+    assert len(emulator.records(OBJECT)) == records  # updated in place, no duplicates

@@ -106,7 +106,7 @@ def test_every_demo_job_is_ok(demo):
 
 def test_the_lake_alone_lists_every_job_that_ran(demo):
     result = run_cxlake(["status", "--lake", demo["env"]["CXLAKE_LAKE_URL"], "--json"], REPO)
-    assert result.code == EXIT["partial"], result
+    assert result.code == EXIT["ok"], result
     report = status_json(result)
     assert sorted(j["job"] for j in report["jobs"]) == sorted(DEMO_NAMES)
     assert {j["kind"] for j in report["jobs"]} == {"connect-intervals"} | DAILY_KINDS
@@ -120,7 +120,7 @@ def test_a_lake_without_last_run_objects_is_read_from_its_run_records(demo, tmp_
     shutil.rmtree(lake / "_etl" / "status")
     env = {"CXLAKE_LAKE_URL": lake.as_uri() + "/"}
     result = run_cxlake(["status", *demo["jobs"], "--json"], REPO, env)
-    assert result.code == EXIT["partial"], result
+    assert result.code == EXIT["ok"], result
     with_pointers = status_json(run_cxlake(["status", *demo["jobs"], "--json"], REPO, demo["env"]))
     ids = lambda report: {j["job"]: (j["verdict"], j["last_run"]["run_id"], j["rows"]) for j in report["jobs"]}  # noqa: E731
     assert ids(status_json(result)) == ids(with_pointers)
