@@ -23,12 +23,14 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
     name = "cxlake",
     version,
     about = "Batch ETL for Amazon Connect contact centers: interval reports to an Athena-ready Parquet lake.",
-    after_help = "Exit codes: 0 ok, 1 failure (nothing committed for the failed unit; or rows lost, see cxlake_reconciliation), 2 bad usage or job file, \
+    after_help = "Exit codes: 0 ok, 1 failure (nothing committed for the failed unit; or rows lost, see cxlake_reconciliation; or a Connect \
+job's [fill] could not finish: the intervals it did not fill stay missing), 2 bad usage or job file, \
 3 partial (some inputs or records rejected; see _etl/rejects/ in the lake), 4 skipped (another run of the job \
 holds its lock under _etl/locks/), 5 stopped at the Salesforce API budget (nothing lost; finished objects and slices are \
 committed and the next run resumes), 143 stopped by SIGTERM or SIGINT (the work in flight abandoned, the run \
 recorded as stopped and its lock released within 10 s; the next run resumes).\n\n\
-Every job setting can be overridden with CXLAKE_<SECTION>_<KEY>, e.g. CXLAKE_LAKE_URL=s3://bucket/prefix.\n\
+Every job setting can be overridden with CXLAKE_<SECTION>_<KEY>, e.g. CXLAKE_LAKE_URL=s3://bucket/prefix \
+(an empty one unsets the key, e.g. CXLAKE_FILL_INSTANCE_ARN=).\n\
 AWS credentials and region come from the standard chain (env, profile/SSO via AWS_PROFILE, ECS task role);\n\
 AWS_ENDPOINT_URL points S3 and Glue at another endpoint.\n\n\
 Examples:\n  cxlake validate jobs/demo/*.toml\n  cxlake run jobs/demo/connect-queue.toml\n  \

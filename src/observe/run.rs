@@ -25,8 +25,8 @@ pub enum Exit {
     /// 5: a Salesforce export stopped at its API budget: nothing lost (finished objects and
     /// slices are committed), the next run resumes. Any other outcome of the run outranks it.
     Budget,
-    /// 1: the run failed: nothing was committed for the failed unit, or reconciliation found
-    /// rows lost.
+    /// 1: the run failed: nothing was committed for the failed unit, reconciliation found rows
+    /// lost, or a Connect job's fill from the API could not finish (its data landed).
     Failure,
     /// 2: bad usage or job file.
     Usage,
