@@ -159,13 +159,13 @@ def same(a, b) -> bool:
     return a == b
 
 
-def test_the_demo_lake_has_its_twelve_tables_in_glue(demo_lake):
+def test_the_demo_lake_has_its_thirteen_tables_in_glue(demo_lake):
     names = sorted(t["Name"] for t in demo_lake["tables"])
     assert names == sorted([
         "connect_queue_interval", "connect_agent_interval",
         "connect_queue_hourly", "connect_queue_daily", "connect_agent_hourly", "connect_agent_daily",
         "sf_account", "sf_account_latest", "sf_cx_interaction__c", "sf_cx_interaction__c_latest",
-        "cxlake_runs", "cxlake_reconciliation",
+        "cxlake_runs", "cxlake_reconciliation", "connect_interval_coverage",
     ]), names
     for table in demo_lake["tables"]:
         assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == \
@@ -234,7 +234,7 @@ def test_every_column_of_every_table_reads_through_the_serde_like_duckdb(demo_la
         # Every value converts (a count alone could skip the column converters).
         assert len(hive.sql(f"SELECT * FROM `{name}`").collect()) == rows
         checked.append(table["Name"])
-    assert len(checked) == 12, checked
+    assert len(checked) == 13, checked
 
 
 def test_decimal_columns_read_back_exactly(demo_lake, hive):
