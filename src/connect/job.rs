@@ -658,11 +658,11 @@ impl<'a> ConnectJob<'a> {
 
     /// Creates or updates the coverage table and registers `partitions` when the catalog
     /// registers partitions.
-    async fn sync_coverage_catalog(
+    pub async fn sync_coverage_catalog(
         &self,
         catalog: &crate::job::CatalogSettings,
         partitions: &[String],
-    ) -> Result<(), RunError> {
+    ) -> Result<crate::catalog::SyncOutcome, RunError> {
         let config = crate::aws::sdk_config(self.job.lake.region.as_deref()).await;
         let client = aws_sdk_glue::Client::new(&config);
         let definition = crate::catalog::TableDefinition {
@@ -674,10 +674,10 @@ impl<'a> ConnectJob<'a> {
                 .url_of(&layout::table_prefix(super::coverage::TABLE)),
             partition: Some(catalog.date_partition("dt")),
         };
-        crate::catalog::sync_table(&client, &catalog.database, &definition).await?;
+        let outcome = crate::catalog::sync_table(&client, &catalog.database, &definition).await?;
         crate::catalog::register_partitions(&client, &catalog.database, &definition, partitions)
             .await?;
-        Ok(())
+        Ok(outcome)
     }
 
     /// The table schema as stored (known columns plus those added so far).

@@ -26,7 +26,15 @@ pub async fn listing(job: &Job) -> Result<String, JobError> {
                 "partitioned by dt string, YYYY-MM-DD in {}",
                 job.timezone.name()
             );
-            Ok(schema_listing(&connect.table().table, &heading, &schema))
+            let coverage = schema_listing(
+                crate::connect::coverage::TABLE,
+                &format!("every expected interval of the job's days; {heading}"),
+                &crate::connect::coverage::schema(),
+            );
+            Ok(format!(
+                "{}\n{coverage}",
+                schema_listing(&connect.table().table, &heading, &schema)
+            ))
         }
         JobKind::IntervalRollup(spec) => {
             let rollup = RollupJob::open(job, spec.report, &spec.grains, true)
@@ -122,10 +130,14 @@ pub async fn catalog_sync(job: &Job) -> Result<String, JobError> {
         .sync_catalog(catalog, &schema, &[])
         .await
         .map_err(JobError::cause)?;
+    let coverage = connect
+        .sync_coverage_catalog(catalog, &[])
+        .await
+        .map_err(JobError::cause)?;
     Ok(format!(
-        "{}.{}: {:?}\n",
-        catalog.database,
+        "{db}.{}: {outcome:?}\n{db}.{}: {coverage:?}\n",
         connect.table().table,
-        outcome
+        crate::connect::coverage::TABLE,
+        db = catalog.database,
     ))
 }

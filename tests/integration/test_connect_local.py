@@ -572,6 +572,7 @@ def test_schema_command_lists_columns_with_glue_types(cx, tmp_path):
         assert name in lines, (name, result.stdout)
         assert GLUE_TYPES[arrow_type] in lines[name].split(), lines[name]
     assert QUEUE in result.stdout
+    assert "connect_interval_coverage" in result.stdout and "status" in lines, result.stdout
 
 
 def test_schema_command_does_not_need_the_source_folder(cx, tmp_path):

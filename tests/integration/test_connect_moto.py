@@ -153,6 +153,13 @@ def test_catalog_sync_creates_the_table_without_moving_data(cx, tmp_path, aws, b
     assert result.code == 0, result
     assert glue_columns(aws["glue"], glue_database) == [(n, GLUE_TYPES[t]) for n, t in expected_columns("queue")]
     assert objects(aws["s3"], buckets["lake"], f"{LAKE_PREFIX}/{TABLE}/") == {}
+    # the coverage table too, with the columns the README lists, partitioned by dt
+    coverage = aws["glue"].get_table(DatabaseName=glue_database, Name="connect_interval_coverage")["Table"]
+    assert [c["Name"] for c in coverage["StorageDescriptor"]["Columns"]] == [
+        "job", "instance", "report", "interval_start", "interval_end", "interval_start_local", "status", "rows",
+        "source_key"]
+    assert [k["Name"] for k in coverage["PartitionKeys"]] == ["dt"]
+    assert f"{glue_database}.connect_interval_coverage: Created" in result.stdout, result.stdout
 
 
 def test_environment_overrides_the_catalog_database(cx, tmp_path, aws, buckets, glue_database):
