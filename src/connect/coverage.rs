@@ -309,6 +309,11 @@ pub fn from_batches(batches: &[RecordBatch]) -> HashMap<i64, IntervalCoverage> {
     out
 }
 
+/// Whether row `i` was filled from the API, by its `origin` (rows without one are reports).
+pub fn from_api(origin: Option<&StringArray>, i: usize) -> bool {
+    origin.is_some_and(|o| o.is_valid(i) && o.value(i) == ORIGIN_API)
+}
+
 /// Rows of an interval table partition by interval start, split by origin (rows written before
 /// the `origin` column existed came from reports).
 pub fn rows_by_origin(batches: &[RecordBatch]) -> IntervalRows {
@@ -324,8 +329,11 @@ pub fn rows_by_origin(batches: &[RecordBatch]) -> IntervalRows {
             .column_by_name(super::schema::ORIGIN)
             .and_then(|c| c.as_any().downcast_ref::<StringArray>());
         for i in 0..batch.num_rows() {
-            let from_api = origin.is_some_and(|o| o.is_valid(i) && o.value(i) == ORIGIN_API);
-            let counts = if from_api { &mut api } else { &mut reports };
+            let counts = if from_api(origin, i) {
+                &mut api
+            } else {
+                &mut reports
+            };
             *counts.entry(start.value(i)).or_insert(0) += 1;
         }
     }

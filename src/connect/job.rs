@@ -584,14 +584,16 @@ impl<'a> ConnectJob<'a> {
             .await?;
         if let Some(catalog) = &self.job.catalog {
             let days: Vec<String> = report.partitions.iter().map(|p| p.dt.clone()).collect();
-            report.catalog = Some(self.sync_catalog(catalog, &table_schema, &days).await?);
             let covered: Vec<String> = report
                 .coverage
                 .days
                 .keys()
                 .map(|d| layout::day_string(*d))
                 .collect();
-            self.sync_coverage_catalog(catalog, &covered).await?;
+            let [data, _] = self
+                .sync_catalog(catalog, &table_schema, &days, &covered)
+                .await?;
+            report.catalog = Some(data);
         }
         // State moves only after data and catalog are committed: a failed run repeats its files.
         if !plan.hold_watermark {
@@ -633,51 +635,44 @@ impl<'a> ConnectJob<'a> {
         job_state
     }
 
-    /// Creates or updates the Glue table of this job, and registers `partitions` (`YYYY-MM-DD`)
-    /// when the catalog registers partitions.
+    /// Creates or updates the Glue tables of this job, its interval table and the coverage
+    /// table, and registers `partitions` and `covered` (`YYYY-MM-DD`) as their partitions when
+    /// the catalog registers partitions. Returns the two tables' outcomes.
     pub async fn sync_catalog(
         &self,
         catalog: &crate::job::CatalogSettings,
         table_schema: &SchemaRef,
         partitions: &[String],
-    ) -> Result<crate::catalog::SyncOutcome, RunError> {
+        covered: &[String],
+    ) -> Result<[crate::catalog::SyncOutcome; 2], RunError> {
         let config = crate::aws::sdk_config(self.job.lake.region.as_deref()).await;
         let client = crate::aws::glue_client(&config);
-        let definition = crate::catalog::TableDefinition {
-            name: self.schema.table.clone(),
-            description: self.schema.description.clone(),
-            schema: table_schema.clone(),
-            location: self.lake.url_of(&layout::table_prefix(&self.schema.table)),
-            partition: Some(catalog.date_partition("dt")),
-        };
-        let outcome = crate::catalog::sync_table(&client, &catalog.database, &definition).await?;
-        crate::catalog::register_partitions(&client, &catalog.database, &definition, partitions)
-            .await?;
-        Ok(outcome)
-    }
-
-    /// Creates or updates the coverage table and registers `partitions` when the catalog
-    /// registers partitions.
-    pub async fn sync_coverage_catalog(
-        &self,
-        catalog: &crate::job::CatalogSettings,
-        partitions: &[String],
-    ) -> Result<crate::catalog::SyncOutcome, RunError> {
-        let config = crate::aws::sdk_config(self.job.lake.region.as_deref()).await;
-        let client = aws_sdk_glue::Client::new(&config);
-        let definition = crate::catalog::TableDefinition {
-            name: super::coverage::TABLE.to_string(),
-            description: super::coverage::DESCRIPTION.to_string(),
-            schema: super::coverage::schema(),
-            location: self
-                .lake
-                .url_of(&layout::table_prefix(super::coverage::TABLE)),
-            partition: Some(catalog.date_partition("dt")),
-        };
-        let outcome = crate::catalog::sync_table(&client, &catalog.database, &definition).await?;
-        crate::catalog::register_partitions(&client, &catalog.database, &definition, partitions)
-            .await?;
-        Ok(outcome)
+        let table =
+            |name: &str, description: &str, schema: SchemaRef| crate::catalog::TableDefinition {
+                name: name.to_string(),
+                description: description.to_string(),
+                schema,
+                location: self.lake.url_of(&layout::table_prefix(name)),
+                partition: Some(catalog.date_partition("dt")),
+            };
+        let data = table(
+            &self.schema.table,
+            &self.schema.description,
+            table_schema.clone(),
+        );
+        let coverage = table(
+            super::coverage::TABLE,
+            super::coverage::DESCRIPTION,
+            super::coverage::schema(),
+        );
+        let mut outcomes = Vec::with_capacity(2);
+        for (definition, days) in [(&data, partitions), (&coverage, covered)] {
+            outcomes
+                .push(crate::catalog::sync_table(&client, &catalog.database, definition).await?);
+            crate::catalog::register_partitions(&client, &catalog.database, definition, days)
+                .await?;
+        }
+        Ok([outcomes[0], outcomes[1]])
     }
 
     /// The table schema as stored (known columns plus those added so far).
@@ -1180,10 +1175,7 @@ fn reports_over_api(
             .cloned();
         (instance, start, origin)
     };
-    let is_api = |o: &Option<StringArray>, i: usize| {
-        o.as_ref()
-            .is_some_and(|o| o.is_valid(i) && o.value(i) == super::coverage::ORIGIN_API)
-    };
+    let is_api = |o: &Option<StringArray>, i: usize| super::coverage::from_api(o.as_ref(), i);
     let mut reported: std::collections::HashSet<(String, i64)> = Default::default();
     let mut any_api = false;
     for b in &batches {

@@ -126,12 +126,8 @@ pub async fn catalog_sync(job: &Job) -> Result<String, JobError> {
         .await
         .map_err(JobError::cause)?;
     let schema = connect.table_schema().await.map_err(JobError::cause)?;
-    let outcome = connect
-        .sync_catalog(catalog, &schema, &[])
-        .await
-        .map_err(JobError::cause)?;
-    let coverage = connect
-        .sync_coverage_catalog(catalog, &[])
+    let [outcome, coverage] = connect
+        .sync_catalog(catalog, &schema, &[], &[])
         .await
         .map_err(JobError::cause)?;
     Ok(format!(

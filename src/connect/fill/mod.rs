@@ -38,15 +38,11 @@ pub enum FillError {
 }
 
 impl FillError {
-    fn call<E: std::error::Error>(operation: &'static str, error: E) -> FillError {
-        let mut message = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
+    fn call<E: std::error::Error + 'static>(operation: &'static str, error: E) -> FillError {
+        FillError::Call {
+            operation,
+            message: crate::observe::cause_chain(&error),
         }
-        FillError::Call { operation, message }
     }
 }
 
